@@ -1,0 +1,322 @@
+"""Golden model of the analog PIM arrays: bit-exact with the RTL.
+
+One array (``rows`` x ``cols``, default 64 x 128) computes, for one INT8 input vector
+and each bit-plane ``b``, the held bitline values of the crossbar model
+(:mod:`hyflexpim.models.crossbar`), converts every column with a SAR ADC of
+``slc_bits`` / ``mlc_bits`` bits (codes above ``2**bits - 1`` saturate) and
+shift-adds the codes with the encoding of :mod:`hyflexpim.models.encoding`.
+Matrices larger than one array are tiled: 64-row chunks whose INT32 partial sums are
+added digitally, and 16 (SLC) or 32 (MLC) output neurons per array.
+
+The SAR conversion is evaluated in closed form: a binary search over monotone DAC
+levels ``t - 1/2`` returns ``clamp(floor(held / LSB + 1/2), 0, 2**bits - 1)``;
+:func:`sar_search` is the step-by-step search, and the tests check that both agree
+over the whole range.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import encoding as enc
+from .crossbar import Crossbar, ONE_LSB, FRAC_BITS, sigma_from_ber, check_sigma, dac_level
+
+__all__ = [
+    "ArrayParams", "ProgrammedMatrix", "program_matrix", "sar_search", "sar_codes",
+    "max_bitline", "saturation_possible", "saturating_conversions", "integer_reference",
+]
+
+
+def _check_int(name, value, lo, hi, what="an integer"):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be {what} in {lo}..{hi}, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be {what} in {lo}..{hi}, not {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class ArrayParams:
+    """Structural parameters of one analog array, shared by the golden model and RTL.
+
+    rows      wordlines (inputs per array), 1..1024
+    cols      bitlines, a multiple of 8 in 8..1024 (SLC needs 8 columns per neuron)
+    slc_bits  SAR steps in SLC mode, 1..mlc_bits (the top mlc_bits - slc_bits
+              comparisons are skipped; their code bits are 0)
+    mlc_bits  SAR steps in MLC mode (the ADC's full resolution), 1..16
+    """
+    rows: int = 64
+    cols: int = 128
+    slc_bits: int = 6
+    mlc_bits: int = 7
+
+    def __post_init__(self):
+        _check_int("rows", self.rows, 1, 1024)
+        _check_int("cols", self.cols, 8, 1024)
+        if self.cols % 8:
+            raise ValueError(f"cols must be a multiple of 8 in 8..1024, not {self.cols!r}")
+        _check_int("mlc_bits", self.mlc_bits, 1, 16)
+        _check_int("slc_bits", self.slc_bits, 1, self.mlc_bits)
+
+    def adc_bits(self, mode):
+        return self.slc_bits if enc.check_mode(mode) == "slc" else self.mlc_bits
+
+    def max_code(self, mode):
+        return (1 << self.adc_bits(mode)) - 1
+
+    def neurons(self, mode):
+        return enc.neurons_per_array(mode, self.cols)
+
+    def result_range(self):
+        """(min, max) of any array result the shift-and-add can produce (any codes)."""
+        lo = hi = 0
+        for mode in enc.MODES:
+            c = self.max_code(mode) * sum(enc.column_weight(mode, k)
+                                          for k in range(enc.slices_per_weight(mode)))
+            pos = (2 ** (enc.INPUT_BITS - 1) - 1) * c + 128 * 128 * self.rows
+            neg = -(2 ** (enc.INPUT_BITS - 1)) * c - 128 * 127 * self.rows
+            lo, hi = min(lo, neg), max(hi, pos)
+        return lo, hi
+
+    def min_result_width(self):
+        """Smallest signed width that holds every result (see :meth:`result_range`)."""
+        lo, hi = self.result_range()
+        w = 1
+        while not (-(1 << (w - 1)) <= lo and hi < (1 << (w - 1))):
+            w += 1
+        return w
+
+
+def max_bitline(rows, mode):
+    """Largest ideal bitline value (in levels): ``rows * (levels - 1)``."""
+    return rows * (enc.levels_per_cell(mode) - 1)
+
+
+def saturation_possible(params, mode):
+    """True when some input and weight can drive an ideal bitline above the ADC range.
+
+    With the published 64 x 128 array: SLC 6-bit saturates only at 64 (every row
+    active with slice bit 1); MLC 7-bit saturates whenever a bitline exceeds 127 of
+    its 0..192 range.
+    """
+    return max_bitline(params.rows, mode) > params.max_code(mode)
+
+
+def sar_search(held, bits, hw_bits=None):
+    """Step-by-step SAR conversion of integer held values (grid units), MSB first.
+
+    ``hw_bits`` is the ADC's resolution; in a mode with fewer ``bits`` the top
+    ``hw_bits - bits`` comparisons are skipped (those code bits stay 0). Returns the
+    codes and the list of trial codes tried per step.
+    """
+    held = np.asarray(held, dtype=np.int64)
+    hw_bits = bits if hw_bits is None else hw_bits
+    code = np.zeros_like(held)
+    trials = []
+    for bit in range(bits - 1, -1, -1):
+        trial = code | (1 << bit)
+        trials.append(trial)
+        code = np.where(held >= dac_level(trial), trial, code)
+    return code, trials
+
+
+def sar_codes(held, max_code):
+    """Closed form of :func:`sar_search`: ``clamp(floor(held/LSB + 1/2), 0, max_code)``."""
+    return np.clip(np.floor_divide(held + ONE_LSB // 2, ONE_LSB), 0, max_code)
+
+
+def integer_reference(x, w, mode, params=ArrayParams()):
+    """Ideal pipeline in plain integers (no crossbar, no floats): for tests and docs.
+
+    Bitline value = number of active rows times cell levels, code = min(value, max),
+    then shift-and-add and offset correction, tiled over ``params.rows``-row chunks.
+    """
+    x = enc.check_int8(x, "x", ndim=2)
+    lv = enc.encode_weights(w, mode).astype(np.int64)
+    planes = enc.bit_planes(x).astype(np.int64)
+    m = lv.shape[0]
+    s = enc.slices_per_weight(mode)
+    y = np.zeros((x.shape[0], lv.shape[1] // s), dtype=np.int64)
+    mc = params.max_code(mode)
+    cw = np.array([enc.column_weight(mode, k) for k in range(s)])
+    for r0 in range(0, m, params.rows):
+        part = enc.offset_correction(x[:, r0:r0 + params.rows])[:, None]
+        for b in range(enc.INPUT_BITS):
+            bl = planes[b][:, r0:r0 + params.rows] @ lv[r0:r0 + params.rows]
+            codes = np.minimum(bl, mc).reshape(x.shape[0], -1, s)
+            part = part + enc.plane_weight(b) * (codes * cw).sum(-1)
+        y += part
+    return y
+
+
+class _Tile:
+    """One physical array: which matrix rows feed it, which outputs its slots produce."""
+
+    def __init__(self, mode, rows_idx, out_idx, crossbar):
+        self.mode = mode
+        self.rows_idx = rows_idx      # matrix rows on wordlines 0..len-1 (rest unused)
+        self.out_idx = out_idx        # matrix column of neuron slot j (len <= neurons)
+        self.crossbar = crossbar
+
+
+class ProgrammedMatrix:
+    """An INT8 matrix programmed onto analog arrays; ``run(x)`` gives the INT32 outputs.
+
+    Built by :func:`program_matrix`. Attributes: ``shape`` (m, n), ``params``,
+    ``sigma``, ``tiles`` (list of tiles in programming order, each with ``mode``,
+    ``rows_idx``, ``out_idx`` and its ``crossbar``), ``column_modes`` (n,) and
+    ``row_modes`` (m,) as strings.
+    """
+
+    def __init__(self, shape, params, sigma, groups, column_modes, row_modes):
+        self.shape = shape
+        self.params = params
+        self.sigma = sigma
+        self._groups = groups
+        self.column_modes = column_modes
+        self.row_modes = row_modes
+        self.tiles = [t for g in groups for t in g["tiles"]]
+
+    @property
+    def arrays(self):
+        """Number of physical arrays used."""
+        return len(self.tiles)
+
+    def _check_x(self, x):
+        x = enc.check_int8(x, "x", ndim=(1, 2))
+        single = x.ndim == 1
+        x2 = x[None, :] if single else x
+        if x2.shape[1] != self.shape[0]:
+            raise ValueError(f"x must have {self.shape[0]} columns (one per matrix row), "
+                             f"not shape {x.shape}")
+        return x2, single
+
+    def run(self, x):
+        """Outputs of the hardware for inputs ``x`` (batch, m) INT8: (batch, n) int32."""
+        x2, single = self._check_x(x)
+        y = np.zeros((x2.shape[0], self.shape[1]), dtype=np.int64)
+        planes = enc.bit_planes(x2)
+        for g in self._groups:
+            self._run_group(g, x2, planes, y)
+        y = y.astype(np.int32)
+        return y[0] if single else y
+
+    def saturated(self, x):
+        """Number of ADC conversions that clipped at the top code, for inputs ``x``."""
+        x2, _ = self._check_x(x)
+        planes = enc.bit_planes(x2)
+        total = 0
+        for g in self._groups:
+            held = self._held(g, planes)
+            total += int((np.floor_divide(held + ONE_LSB // 2, ONE_LSB) > g["maxcode"]).sum())
+        return total
+
+    def _held(self, g, planes):
+        B = planes.shape[1]
+        p = np.zeros((enc.INPUT_BITS * B, self.params.rows), dtype=g["H"].dtype)
+        p[:, :len(g["rows_idx"])] = planes[:, :, g["rows_idx"]].reshape(enc.INPUT_BITS * B, -1)
+        return (p @ g["H"]).reshape(enc.INPUT_BITS, B, -1)
+
+    def _run_group(self, g, x, planes, y):
+        B = x.shape[0]
+        codes = sar_codes(self._held(g, planes), g["maxcode"])
+        pw = np.array([enc.plane_weight(b) for b in range(enc.INPUT_BITS)], dtype=codes.dtype)
+        comb = np.tensordot(pw, codes, axes=1).astype(np.int64)   # (B, total cols)
+        corr = enc.offset_correction(x[:, g["rows_idx"]])
+        for mode, (c0, c1), slot_out in g["spans"]:
+            s = enc.slices_per_weight(mode)
+            cw = np.array([enc.column_weight(mode, k) for k in range(s)], dtype=np.int64)
+            res = (comb[:, c0:c1].reshape(B, -1, s) * cw).sum(-1) + corr[:, None]
+            used = slot_out >= 0
+            y[:, slot_out[used]] += res[:, used]
+
+
+def _mode_vector(spec, length, name):
+    if isinstance(spec, str):
+        return np.array([enc.check_mode(spec)] * length, dtype=object)
+    arr = list(spec)
+    if len(arr) != length:
+        raise ValueError(f"{name} must have {length} entries, not {len(arr)}")
+    return np.array([enc.check_mode(m) for m in arr], dtype=object)
+
+
+def program_matrix(weights, mode, *, ber=None, seed=0, sigma=None, row_modes=None,
+                   rows=64, cols=128, slc_bits=6, mlc_bits=7):
+    """Program an m x n INT8 matrix ``weights`` (y = x @ W) onto analog arrays.
+
+    mode       ``"slc"`` or ``"mlc"`` for every array, or a sequence of n modes, one per
+               output column: SLC columns are packed 16 per array (128 columns), MLC
+               columns 32 per array, each in their original order.
+    row_modes  instead of per-column modes: a sequence of m modes, one per input row
+               (for the second SVD factor, whose ranks are its rows); ``mode`` must
+               then be ``"slc"`` or ``"mlc"`` and is ignored. Rows of each mode are
+               tiled into their own 64-row chunks and the partial sums are added.
+    ber        ``None``: ideal, noise-free arrays. A float in (0, 0.5): the device's
+               2-bit MLC bit error rate; the programming noise sigma is calibrated from
+               it (:func:`~hyflexpim.models.crossbar.sigma_from_ber`) and applied to
+               every cell, SLC and MLC alike (same device).
+    sigma      the noise sigma directly, instead of ``ber``.
+    seed       seed of the programming noise (drawn once, here).
+    rows, cols, slc_bits, mlc_bits: the array geometry, see :class:`ArrayParams`.
+
+    Unused neuron slots of a partly filled array hold weight 0; unused rows get input 0.
+    """
+    params = ArrayParams(rows=rows, cols=cols, slc_bits=slc_bits, mlc_bits=mlc_bits)
+    w = enc.check_int8(weights, "weights", ndim=2)
+    m, n = w.shape
+    if m == 0 or n == 0:
+        raise ValueError(f"weights must not be empty, got shape {w.shape}")
+    if ber is not None and sigma is not None:
+        raise ValueError("give either ber or sigma, not both")
+    s = sigma_from_ber(ber, "mlc") if ber is not None else check_sigma(0.0 if sigma is None else sigma)
+    rng = np.random.default_rng(seed) if s > 0 else None
+
+    if row_modes is not None:
+        enc.check_mode(mode)
+        rmodes = _mode_vector(row_modes, m, "row_modes")
+        cmodes = None
+        chunks = []
+        for md in enc.MODES:
+            ridx = np.flatnonzero(rmodes == md)
+            chunks += [(ridx[i:i + rows], {md: np.arange(n)}) for i in range(0, len(ridx), rows)]
+    else:
+        cmodes = _mode_vector(mode, n, "mode")
+        rmodes = None
+        by_mode = {md: np.flatnonzero(cmodes == md) for md in enc.MODES}
+        chunks = [(np.arange(r0, min(r0 + rows, m)), by_mode) for r0 in range(0, m, rows)]
+
+    groups = []
+    for ridx, outs_by_mode in chunks:
+        tiles, H_parts, maxcode, spans, col = [], [], [], [], 0
+        for md in enc.MODES:
+            outs = outs_by_mode.get(md, np.array([], dtype=np.int64))
+            if len(outs) == 0:
+                continue
+            npa = params.neurons(md)
+            span_start = col
+            slot_out = []
+            for j0 in range(0, len(outs), npa):
+                oidx = outs[j0:j0 + npa]
+                wt = np.zeros((rows, npa), dtype=np.int64)
+                wt[:len(ridx), :len(oidx)] = w[np.ix_(ridx, oidx)]
+                xb = Crossbar(enc.encode_weights(wt, md), md, sigma=s, rng=rng)
+                tiles.append(_Tile(md, ridx, oidx, xb))
+                H_parts.append(xb.held)
+                slot_out.append(np.concatenate([oidx, -np.ones(npa - len(oidx), dtype=np.int64)]))
+                maxcode.append(np.full(cols, params.max_code(md)))
+                col += cols
+            spans.append((md, (span_start, col), np.concatenate(slot_out)))
+        H = np.concatenate(H_parts, axis=1)
+        # Integer-valued float32 sums are exact while every partial sum stays < 2**24.
+        dtype = np.float32 if np.abs(H).sum(axis=0).max(initial=0) < 2 ** 24 else np.float64
+        groups.append(dict(rows_idx=ridx, tiles=tiles, H=H.astype(dtype),
+                           maxcode=np.concatenate(maxcode).astype(dtype), spans=spans))
+    return ProgrammedMatrix((m, n), params, s, groups,
+                            None if cmodes is None else [str(c) for c in cmodes],
+                            None if rmodes is None else [str(r) for r in rmodes])
+
+
+def saturating_conversions(x, weights, mode, params=ArrayParams()):
+    """Number of ideal conversions that would exceed the ADC range (0 means exact)."""
+    return program_matrix(weights, mode, rows=params.rows, cols=params.cols,
+                          slc_bits=params.slc_bits, mlc_bits=params.mlc_bits).saturated(x)
