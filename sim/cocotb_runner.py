@@ -1,0 +1,66 @@
+"""Run a cocotb testbench on the Verilog of an Amaranth component (Icarus Verilog).
+
+Amaranth Verilog has no HDL parameters, so every parameter set is generated into a
+build directory of its own. Parameters reach the testbench through environment
+variables (``extra_env``); the testbench module is imported by its dotted name, e.g.
+``hyflexpim.tb.analog_tb``.
+
+Waves: set ``HYFLEXPIM_WAVES=1`` to dump an FST/VCD per run into its build directory.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .verilog import write_verilog
+
+__all__ = ["BUILD_ROOT", "build_dir_for", "run_cocotb", "CocotbFailure"]
+
+BUILD_ROOT = Path(os.environ.get("HYFLEXPIM_BUILD", Path.cwd() / "build"))
+
+
+class CocotbFailure(AssertionError):
+    """A cocotb run reported failing tests (or none at all)."""
+
+
+def build_dir_for(toplevel, params):
+    """A build directory unique to ``toplevel`` and its parameter dict."""
+    key = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return BUILD_ROOT / "cocotb" / f"{toplevel}-{key}"
+
+
+def run_cocotb(component, *, toplevel, test_module, params=None, extra_env=None,
+               testcase=None, build_dir=None, timeout_s=None):
+    """Generate ``component`` as ``toplevel``, build it with Icarus and run ``test_module``.
+
+    Returns ``(passed, failed)`` counts; raises :class:`CocotbFailure` when a test
+    failed or none ran. ``params`` only names the build directory (and is exported to
+    the testbench as ``HYFLEXPIM_PARAMS``, JSON).
+    """
+    from cocotb_tools.runner import get_runner, get_results
+
+    if shutil.which("iverilog") is None:
+        raise FileNotFoundError("iverilog not found: run ./dev setup (installs Icarus Verilog)")
+    params = dict(params or {})
+    bdir = Path(build_dir) if build_dir else build_dir_for(toplevel, params)
+    bdir.mkdir(parents=True, exist_ok=True)
+    src = write_verilog(component, toplevel, bdir / f"{toplevel}.v")
+    waves = os.environ.get("HYFLEXPIM_WAVES", "") not in ("", "0")
+    runner = get_runner("icarus")
+    runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=bdir,
+                 timescale=("1ns", "1ps"), waves=waves, always=True)
+    env = {"HYFLEXPIM_PARAMS": json.dumps(params, default=str)}
+    env.update({k: str(v) for k, v in (extra_env or {}).items()})
+    kw = {}
+    if testcase:
+        kw["testcase"] = testcase
+    results = runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=bdir,
+                          test_dir=bdir, extra_env=env, waves=waves, **kw)
+    total, failed = get_results(results)
+    if total == 0:
+        raise CocotbFailure(f"cocotb ran no test from {test_module} (see {bdir})")
+    if failed:
+        raise CocotbFailure(f"{failed} of {total} cocotb tests failed in {test_module} (see {bdir})")
+    return total - failed, failed
