@@ -1,0 +1,425 @@
+"""One analog PIM array: wordline driver, SAR ADC controller, shift-and-add.
+
+The crossbar itself, its sample-and-hold (S&H) circuits, the 128:1 multiplexer, the
+DAC and the comparator are analog and live outside the RTL; the array talks to them
+through :class:`CrossbarSignature`. In simulation the crossbar model
+(:mod:`hyflexpim.models.crossbar`) answers the comparator.
+
+Dataflow and protocol::
+
+    i (input vectors) -> WordlineDriver --plane tokens--> SarAdcController
+                              |  wl                         | sample, sel, trial / cmp
+                              v                             v
+                         [ crossbar + S&H + mux + DAC + comparator, analog ]
+                                                            |
+                         o (result vectors) <- ShiftAdd <--codes--
+
+* ``WordlineDriver`` holds one INT8 vector in its input register (IR) and drives one
+  bit-plane at a time on the wordlines. When a plane has been driven for
+  ``read_cycles`` cycles (the crossbar read), it offers a *plane token*. The transfer
+  of that token is the sampling instant: the ADC asserts ``sample`` in the same cycle
+  and the S&H captures the bitlines at that clock edge. The driver then moves to the
+  next plane, so the next crossbar read overlaps the conversions of this one.
+* ``SarAdcController`` converts the held values column by column, one comparison per
+  clock, MSB first: ``mlc_bits`` steps in MLC mode, ``slc_bits`` in SLC mode (the top
+  comparisons are skipped and their code bits are 0). It accepts the next token in the
+  cycle of the last comparison of the last column, so the ADC is never idle while
+  work is queued: a stream of vectors takes ``8 * cols * steps`` cycles per vector.
+* ``ShiftAdd`` accumulates ``code << (plane + k * bits_per_cell)`` per output neuron
+  (negated for the sign plane 7), starting from the offset correction
+  ``-128 * sum(x)`` (computed by the driver while loading the IR), into the output
+  register (OR), and emits a result vector after plane 7. The results are copied to
+  an output buffer, so the next vector proceeds while the result waits for ``o.ready``.
+
+The number encoding is the one of :mod:`hyflexpim.models.encoding`.
+"""
+
+from amaranth import Const, Module, Mux, Signal, signed
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out, connect, flipped
+from amaranth.utils import ceil_log2
+
+from ..models.array import ArrayParams
+from ..models.encoding import INPUT_BITS, WEIGHT_OFFSET
+from ..sim.blocks import Block
+
+__all__ = [
+    "Mode", "CrossbarSignature", "vector_layout", "plane_layout", "code_layout",
+    "result_layout", "WordlineDriver", "SarAdcController", "ShiftAdd", "AnalogArray",
+]
+
+
+class Mode(enum.Enum, shape=1):
+    """Cell mode of an array: 1 bit per cell (SLC) or 2 bits per cell (MLC)."""
+    SLC = 0
+    MLC = 1
+
+
+def _check_int(name, value, lo, hi):
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
+    return value
+
+
+def xsum_width(rows):
+    """Signed width of ``sum(x)`` over ``rows`` INT8 inputs."""
+    return INPUT_BITS + ceil_log2(rows) if rows > 1 else INPUT_BITS
+
+
+def vector_layout(rows):
+    """Input vector: ``x`` (rows x INT8, element r on wordline r) and the cell ``mode``."""
+    return data.StructLayout({"x": data.ArrayLayout(signed(INPUT_BITS), rows), "mode": Mode})
+
+
+def plane_layout(rows):
+    """Plane token from the wordline driver to the ADC."""
+    return data.StructLayout({"plane": range(INPUT_BITS), "mode": Mode,
+                              "xsum": signed(xsum_width(rows))})
+
+
+def code_layout(rows, cols, adc_bits):
+    """One ADC code with the column, plane and vector context it belongs to."""
+    return data.StructLayout({"code": adc_bits, "col": range(cols), "plane": range(INPUT_BITS),
+                              "mode": Mode, "xsum": signed(xsum_width(rows))})
+
+
+def result_layout(neurons, result_width):
+    """Result vector: ``y`` (neurons x signed ``result_width``) and its ``mode``."""
+    return data.StructLayout({"y": data.ArrayLayout(signed(result_width), neurons),
+                              "mode": Mode})
+
+
+class CrossbarSignature(wiring.Signature):
+    """Port group between the array's digital periphery and the analog crossbar.
+
+    ``wl``      wordline drive, one bit per row;
+    ``sample``  the S&H captures every bitline at this clock edge;
+    ``sel``     column selected by the 128:1 multiplexer;
+    ``trial``   trial code presented to the DAC;
+    ``cmp``     comparator: held[sel] >= DAC level of ``trial`` (combinational, same cycle).
+    """
+
+    def __init__(self, rows, cols, adc_bits):
+        _check_int("rows", rows, 1, 1024)
+        _check_int("cols", cols, 1, 1024)
+        _check_int("adc_bits", adc_bits, 1, 16)
+        self._rows, self._cols, self._adc_bits = rows, cols, adc_bits
+        super().__init__({
+            "wl": Out(rows),
+            "sample": Out(1),
+            "sel": Out(range(cols)),
+            "trial": Out(adc_bits),
+            "cmp": In(1),
+        })
+
+    rows = property(lambda self: self._rows)
+    cols = property(lambda self: self._cols)
+    adc_bits = property(lambda self: self._adc_bits)
+
+    def __eq__(self, other):
+        return (isinstance(other, CrossbarSignature) and
+                (self.rows, self.cols, self.adc_bits) ==
+                (other.rows, other.cols, other.adc_bits))
+
+    def __repr__(self):
+        return f"CrossbarSignature(rows={self.rows}, cols={self.cols}, adc_bits={self.adc_bits})"
+
+
+class WordlineDriver(wiring.Component):
+    """Input register and bit-serial wordline driver.
+
+    Parameters: ``rows`` (1..1024), ``read_cycles`` (1..1024, cycles each bit-plane is
+    driven before it is sampled).
+    Ports: ``i`` input vectors, ``o`` plane tokens (transfer = sampling instant),
+    ``wl`` wordline bits.
+    """
+
+    def __init__(self, rows=64, read_cycles=4):
+        _check_int("rows", rows, 1, 1024)
+        _check_int("read_cycles", read_cycles, 1, 1024)
+        self._rows, self._read_cycles = rows, read_cycles
+        super().__init__({
+            "i": In(stream.Signature(vector_layout(rows))),
+            "o": Out(stream.Signature(plane_layout(rows))),
+            "wl": Out(rows),
+        })
+
+    rows = property(lambda self: self._rows)
+    read_cycles = property(lambda self: self._read_cycles)
+
+    def elaborate(self, platform):
+        m = Module()
+        rows = self._rows
+        ir = Signal(data.ArrayLayout(signed(INPUT_BITS), rows))
+        loaded = Signal()
+        settle = Signal(range(self._read_cycles + 1))
+        last_plane = self.o.p.plane == INPUT_BITS - 1
+
+        m.d.comb += [
+            self.o.valid.eq(loaded & (settle == self._read_cycles)),
+            self.i.ready.eq(~loaded | (self.o.valid & self.o.ready & last_plane)),
+        ]
+        bits = ir.as_value()
+        for r in range(rows):
+            x_r = bits[INPUT_BITS * r:INPUT_BITS * (r + 1)]
+            m.d.comb += self.wl[r].eq(loaded & x_r.bit_select(self.o.p.plane, 1))
+
+        with m.If(loaded & (settle != self._read_cycles)):
+            m.d.sync += settle.eq(settle + 1)
+
+        xsum = 0
+        for r in range(rows):
+            xsum = xsum + self.i.p.x[r]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [
+                ir.eq(self.i.p.x),
+                self.o.p.mode.eq(self.i.p.mode),
+                self.o.p.xsum.eq(xsum),
+                self.o.p.plane.eq(0),
+                settle.eq(0),
+                loaded.eq(1),
+            ]
+        with m.Elif(self.o.valid & self.o.ready):
+            with m.If(last_plane):
+                m.d.sync += loaded.eq(0)
+            with m.Else():
+                m.d.sync += [self.o.p.plane.eq(self.o.p.plane + 1), settle.eq(0)]
+        return m
+
+
+class SarAdcController(wiring.Component):
+    """Sequencer of the shared SAR ADC of one array, reconfigurable at run time.
+
+    Parameters: ``cols`` (1..1024 columns behind the multiplexer), ``slc_bits`` and
+    ``mlc_bits`` (comparisons per conversion in each mode, 1 <= slc_bits <= mlc_bits
+    <= 16; ``slc_bits == mlc_bits`` gives a fixed-resolution ADC), ``rows`` (only sizes
+    the ``xsum`` field carried along).
+    Ports: ``i`` plane tokens (accepting one asserts ``sample``), ``o`` codes in column
+    order, and the analog ``sample``, ``sel``, ``trial``, ``cmp``.
+    """
+
+    def __init__(self, cols=128, slc_bits=6, mlc_bits=7, rows=64):
+        _check_int("cols", cols, 1, 1024)
+        _check_int("mlc_bits", mlc_bits, 1, 16)
+        _check_int("slc_bits", slc_bits, 1, mlc_bits)
+        _check_int("rows", rows, 1, 1024)
+        self._cols, self._slc_bits, self._mlc_bits, self._rows = cols, slc_bits, mlc_bits, rows
+        super().__init__({
+            "i": In(stream.Signature(plane_layout(rows))),
+            "o": Out(stream.Signature(code_layout(rows, cols, mlc_bits))),
+            "sample": Out(1),
+            "sel": Out(range(cols)),
+            "trial": Out(mlc_bits),
+            "cmp": In(1),
+        })
+
+    cols = property(lambda self: self._cols)
+    slc_bits = property(lambda self: self._slc_bits)
+    mlc_bits = property(lambda self: self._mlc_bits)
+
+    def elaborate(self, platform):
+        m = Module()
+        cols, sb, mb = self._cols, self._slc_bits, self._mlc_bits
+        active = Signal()
+        tok = Signal(plane_layout(self._rows))
+        col = Signal(range(cols))
+        bit = Signal(range(mb))
+        code = Signal(mb)
+
+        def top_bit(mode):
+            return Mux(mode == Mode.MLC, mb - 1, sb - 1) if sb != mb else mb - 1
+
+        trial = Signal(mb)
+        m.d.comb += [
+            trial.eq(code | (Const(1, mb) << bit)),
+            self.trial.eq(Mux(active, trial, 0)),
+            self.sel.eq(col),
+        ]
+        decided = Signal(mb)
+        m.d.comb += decided.eq(Mux(self.cmp, trial, code))
+
+        out_free = ~self.o.valid | self.o.ready
+        last_step = active & (bit == 0)
+        can_finish = last_step & out_free
+        last_col = col == cols - 1
+        m.d.comb += [
+            self.i.ready.eq(~active | (can_finish & last_col)),
+            self.sample.eq(self.i.valid & self.i.ready),
+        ]
+
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+
+        with m.If(active & (bit != 0)):
+            m.d.sync += [code.eq(decided), bit.eq(bit - 1)]
+        with m.Elif(can_finish):
+            m.d.sync += [
+                self.o.valid.eq(1),
+                self.o.p.code.eq(decided),
+                self.o.p.col.eq(col),
+                self.o.p.plane.eq(tok.plane),
+                self.o.p.mode.eq(tok.mode),
+                self.o.p.xsum.eq(tok.xsum),
+                code.eq(0),
+                bit.eq(top_bit(tok.mode)),
+            ]
+            with m.If(~last_col):
+                m.d.sync += col.eq(col + 1)
+            with m.Else():
+                m.d.sync += [col.eq(0), active.eq(0)]
+
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [
+                active.eq(1), tok.eq(self.i.p), col.eq(0), code.eq(0),
+                bit.eq(top_bit(self.i.p.mode)),
+            ]
+        return m
+
+
+class ShiftAdd(wiring.Component):
+    """Shift-and-add unit and output register of one array, SLC/MLC aware.
+
+    Parameters: ``rows``, ``cols`` (a multiple of 8), ``slc_bits``, ``mlc_bits`` (the
+    code ranges, which bound the accumulator), ``result_width`` (at least the width of
+    :meth:`ArrayParams.min_result_width`, at most 64), ``modes`` (``"both"``, or
+    ``"slc"`` for an SLC-only unit without the MLC datapath, a baseline for area).
+    Ports: ``i`` codes in column order, plane by plane; ``o`` result vectors of
+    ``cols // 4`` neurons (``cols // 8`` for ``modes="slc"``); in SLC mode neurons
+    ``cols // 8`` and up are 0.
+    """
+
+    def __init__(self, rows=64, cols=128, slc_bits=6, mlc_bits=7, result_width=32,
+                 modes="both"):
+        params = ArrayParams(rows=rows, cols=cols, slc_bits=slc_bits, mlc_bits=mlc_bits)
+        need = params.min_result_width()
+        _check_int("result_width", result_width, need, 64)
+        if modes not in ("both", "slc"):
+            raise ValueError(f"modes must be 'both' or 'slc', not {modes!r}")
+        self._params, self._result_width, self._modes = params, result_width, modes
+        self._neurons = cols // 8 if modes == "slc" else cols // 4
+        super().__init__({
+            "i": In(stream.Signature(code_layout(rows, cols, mlc_bits))),
+            "o": Out(stream.Signature(result_layout(self._neurons, result_width))),
+        })
+
+    params = property(lambda self: self._params)
+    result_width = property(lambda self: self._result_width)
+    neurons = property(lambda self: self._neurons)
+
+    def elaborate(self, platform):
+        m = Module()
+        p, rw, n = self._params, self._result_width, self._neurons
+        mlc = self._modes == "both"
+        c = self.i.p
+        is_mlc = (c.mode == Mode.MLC) if mlc else Const(0)
+
+        # Slice position of this column and the neuron it belongs to.
+        k = Signal(3)
+        last_slice = Signal()
+        neuron = Signal(range(n))
+        m.d.comb += [
+            k.eq(Mux(is_mlc, c.col[:2], c.col[:3])),
+            last_slice.eq(Mux(is_mlc, c.col[:2] == 3, c.col[:3] == 7)),
+            neuron.eq(Mux(is_mlc, c.col >> 2, c.col >> 3)),
+        ]
+        # Per-neuron, per-plane partial: sum_k code << (k * bits_per_cell).
+        pw = p.mlc_bits + INPUT_BITS
+        partial = Signal(pw)
+        shifted = Signal(pw)
+        m.d.comb += shifted.eq(Mux(is_mlc, c.code << (k << 1), c.code << k))
+        summed = Signal(pw)
+        m.d.comb += summed.eq(Mux(k == 0, 0, partial) + shifted)
+
+        acc = Signal(data.ArrayLayout(signed(rw), n))
+        term = Signal(signed(rw))
+        m.d.comb += term.eq(Mux(c.plane == INPUT_BITS - 1,
+                                -(summed << (INPUT_BITS - 1)), summed << c.plane))
+        base = Signal(signed(rw))
+        m.d.comb += base.eq(Mux(c.plane == 0, -(c.xsum * WEIGHT_OFFSET), acc[neuron]))
+        new = Signal(signed(rw))
+        m.d.comb += new.eq(base + term)
+
+        final = last_slice & (c.plane == INPUT_BITS - 1) & (c.col == p.cols - 1)
+        m.d.comb += self.i.ready.eq(~(final & self.o.valid & ~self.o.ready))
+
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += partial.eq(summed)
+            with m.If(last_slice):
+                m.d.sync += acc[neuron].eq(new)
+            with m.If(final):
+                m.d.sync += [self.o.valid.eq(1), self.o.p.mode.eq(c.mode)]
+                for j in range(n):
+                    value = Mux(neuron == j, new, acc[j])
+                    if mlc and j >= p.cols // 8:
+                        value = Mux(is_mlc, value, 0)
+                    m.d.sync += self.o.p.y[j].eq(value)
+        return m
+
+
+class AnalogArray(wiring.Component):
+    """Digital periphery of one analog PIM array (IR, WL driver, ADC sequencer, S&A, OR).
+
+    Parameters (checked, ``ValueError`` names the parameter and its range):
+    ``rows`` 1..1024 (default 64), ``cols`` multiple of 8 in 8..1024 (128),
+    ``slc_bits`` 1..mlc_bits (6), ``mlc_bits`` 1..16 (7), ``result_width``
+    min..64 (32; the minimum is :meth:`ArrayParams.min_result_width`),
+    ``read_cycles`` 1..1024 (4).
+    Ports: ``i`` input vectors (:func:`vector_layout`), ``o`` result vectors
+    (:func:`result_layout`, ``cols // 4`` neurons), ``xbar`` (:class:`CrossbarSignature`).
+    """
+
+    def __init__(self, rows=64, cols=128, slc_bits=6, mlc_bits=7, result_width=32,
+                 read_cycles=4):
+        params = ArrayParams(rows=rows, cols=cols, slc_bits=slc_bits, mlc_bits=mlc_bits)
+        _check_int("result_width", result_width, params.min_result_width(), 64)
+        _check_int("read_cycles", read_cycles, 1, 1024)
+        self._params, self._result_width, self._read_cycles = params, result_width, read_cycles
+        super().__init__({
+            "i": In(stream.Signature(vector_layout(rows))),
+            "o": Out(stream.Signature(result_layout(cols // 4, result_width))),
+            "xbar": Out(CrossbarSignature(rows, cols, mlc_bits)),
+        })
+
+    params = property(lambda self: self._params)
+    result_width = property(lambda self: self._result_width)
+    read_cycles = property(lambda self: self._read_cycles)
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+        m.submodules.wl_driver = drv = WordlineDriver(p.rows, self._read_cycles)
+        m.submodules.adc = adc = SarAdcController(p.cols, p.slc_bits, p.mlc_bits, p.rows)
+        m.submodules.shift_add = sa = ShiftAdd(p.rows, p.cols, p.slc_bits, p.mlc_bits,
+                                               self._result_width)
+        connect(m, flipped(self.i), drv.i)
+        connect(m, drv.o, adc.i)
+        connect(m, adc.o, sa.i)
+        connect(m, sa.o, flipped(self.o))
+        m.d.comb += [
+            self.xbar.wl.eq(drv.wl),
+            self.xbar.sample.eq(adc.sample),
+            self.xbar.sel.eq(adc.sel),
+            self.xbar.trial.eq(adc.trial),
+            adc.cmp.eq(self.xbar.cmp),
+        ]
+        return m
+
+
+BLOCKS = [
+    Block("wl_driver", WordlineDriver, {"rows": 64, "read_cycles": 4},
+          "input register and bit-serial wordline driver", small={"rows": 16}),
+    Block("sar_adc", SarAdcController, {"cols": 128, "slc_bits": 6, "mlc_bits": 7, "rows": 64},
+          "reconfigurable 6/7-bit SAR ADC sequencer with column multiplexer control",
+          small={"cols": 32, "rows": 16}),
+    Block("shift_add", ShiftAdd, {"rows": 64, "cols": 128, "slc_bits": 6, "mlc_bits": 7,
+                                  "result_width": 32, "modes": "both"},
+          "SLC/MLC shift-and-add with offset correction and output register",
+          small={"rows": 16, "cols": 32}),
+    Block("analog_array", AnalogArray, {"rows": 64, "cols": 128, "slc_bits": 6, "mlc_bits": 7,
+                                        "result_width": 32, "read_cycles": 4},
+          "analog PIM array top: IR, WL driver, SAR ADC controller, S&A, OR",
+          small={"rows": 16, "cols": 32}),
+]
