@@ -56,8 +56,13 @@ def run_cocotb(component, *, toplevel, test_module, params=None, extra_env=None,
     kw = {}
     if testcase:
         kw["testcase"] = testcase
-    results = runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=bdir,
-                          test_dir=bdir, extra_env=env, waves=waves, **kw)
+    try:
+        results = runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=bdir,
+                              test_dir=bdir, extra_env=env, waves=waves, **kw)
+    except SystemExit:
+        results = bdir / "results.xml"
+        if not results.exists():
+            raise CocotbFailure(f"cocotb run of {test_module} did not finish (see {bdir})") from None
     total, failed = get_results(results)
     if total == 0:
         raise CocotbFailure(f"cocotb ran no test from {test_module} (see {bdir})")

@@ -1,0 +1,43 @@
+"""Launch the cocotb regression of the analog array top on its generated Verilog."""
+
+import os
+
+import pytest
+
+from hyflexpim.rtl.analog import AnalogArray
+from hyflexpim.sim.cocotb_runner import run_cocotb
+
+SMALL = dict(rows=16, cols=32, slc_bits=4, mlc_bits=5, result_width=32, read_cycles=2)
+DEFAULT = dict(rows=64, cols=128, slc_bits=6, mlc_bits=7, result_width=32, read_cycles=4)
+ODD = dict(rows=24, cols=48, slc_bits=5, mlc_bits=6, result_width=28, read_cycles=1)
+
+
+def _run(params, testcase=None, seed=None):
+    seed = seed if seed is not None else int(os.environ.get("HYFLEXPIM_SEED", "1"))
+    print(f"cocotb seed: HYFLEXPIM_SEED={seed}")
+    return run_cocotb(AnalogArray(**params), toplevel="analog_array",
+                      test_module="hyflexpim.tb.analog_tb", params=params,
+                      extra_env={"HYFLEXPIM_SEED": seed}, testcase=testcase)
+
+
+def test_small_array_all_cases():
+    passed, _ = _run(SMALL)
+    assert passed == 5
+
+
+def test_odd_geometry_and_adc_resolution():
+    passed, _ = _run(ODD, testcase=["random_slc_mlc_noise_off_and_on",
+                                    "corner_cases_and_saturation"])
+    assert passed == 2
+
+
+def test_published_array_64x128():
+    passed, _ = _run(DEFAULT, testcase=["random_slc_mlc_noise_off_and_on",
+                                        "corner_cases_and_saturation", "stream_throughput"])
+    assert passed == 3
+
+
+@pytest.mark.slow
+def test_published_array_64x128_all_cases():
+    passed, _ = _run(DEFAULT)
+    assert passed == 5
