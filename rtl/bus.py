@@ -46,7 +46,7 @@ from ..sim.blocks import Block
 __all__ = [
     "Kind", "header_layout", "packet_layout", "RoundRobinArbiter", "BusMonitorSignature",
     "SharedBus", "InnerBus", "GlobalBus", "PartialSumAggregator", "AGG_REG_PARTS",
-    "AGG_REG_DEST", "config_word", "BLOCKS",
+    "AGG_REG_DEST", "config_word", "pack_packet", "unpack_packet", "BLOCKS",
 ]
 
 
@@ -92,6 +92,20 @@ def packet_layout(addr_width=5, data_width=32, tag_width=8):
     })
 
 
+def pack_packet(layout, source, destination, kind, tag, data):
+    """Integer bits of a packet of ``layout`` (what a testbench drives on a payload)."""
+    return layout.const({"header": {"source": source, "destination": destination,
+                                    "kind": Kind(kind), "tag": tag},
+                         "data": data}).as_bits()
+
+
+def unpack_packet(layout, bits):
+    """``(source, destination, kind, tag, data)`` of the integer ``bits`` of a packet."""
+    c = layout.from_bits(bits)
+    return (int(c.header.source), int(c.header.destination), Kind(c.header.kind),
+            int(c.header.tag), int(c.data))
+
+
 def config_word(register, value):
     """The ``data`` of a CONFIG packet writing ``value`` (0..65535) to ``register`` (0..255)."""
     _check_int("register", register, 0, 255)
@@ -130,14 +144,22 @@ class RoundRobinArbiter(wiring.Component):
         m = Module()
         n = self._n
         # ``first``: the requester with the highest priority (just after the last grant).
+        # Grant the lowest-numbered request at or after ``first``; if there is none, the
+        # lowest-numbered request overall.
         first = Signal(range(n), init=0)
-        m.d.comb += self.valid.eq(self.request.any())
-        # Scan the requesters from the lowest priority to the highest; the last match wins.
-        for k in range(n - 1, -1, -1):
-            for j in range(n):
-                idx = (j + k) % n
-                with m.If((first == j) & self.request[idx]):
-                    m.d.comb += self.grant.eq(idx)
+        upper = Signal(n)
+        m.d.comb += [
+            self.valid.eq(self.request.any()),
+            upper.eq(self.request & ~((Const(1, n + 1) << first) - 1)[:n]),
+        ]
+
+        def lowest(bits):
+            expr = Const(0, range(n))
+            for k in range(n - 1, -1, -1):
+                expr = Mux(bits[k], k, expr)
+            return expr
+
+        m.d.comb += self.grant.eq(Mux(upper.any(), lowest(upper), lowest(self.request)))
         with m.If(self.valid & self.advance):
             m.d.sync += first.eq(Mux(self.grant == n - 1, 0, self.grant + 1))
         return m
