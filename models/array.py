@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import encoding as enc
-from .crossbar import Crossbar, ONE_LSB, FRAC_BITS, sigma_from_ber, check_sigma, dac_level
+from .crossbar import Crossbar, ONE_LSB, sigma_from_ber, check_sigma, check_noise, dac_level
 
 __all__ = [
     "ArrayParams", "ProgrammedMatrix", "program_matrix", "sar_search", "sar_codes",
@@ -163,15 +163,16 @@ class ProgrammedMatrix:
     """An INT8 matrix programmed onto analog arrays; ``run(x)`` gives the INT32 outputs.
 
     Built by :func:`program_matrix`. Attributes: ``shape`` (m, n), ``params``,
-    ``sigma``, ``tiles`` (list of tiles in programming order, each with ``mode``,
+    ``sigma``, ``noise``, ``tiles`` (list of tiles in programming order, each with ``mode``,
     ``rows_idx``, ``out_idx`` and its ``crossbar``), ``column_modes`` (n,) and
     ``row_modes`` (m,) as strings.
     """
 
-    def __init__(self, shape, params, sigma, groups, column_modes, row_modes):
+    def __init__(self, shape, params, sigma, noise, groups, column_modes, row_modes):
         self.shape = shape
         self.params = params
         self.sigma = sigma
+        self.noise = noise
         self._groups = groups
         self.column_modes = column_modes
         self.row_modes = row_modes
@@ -195,7 +196,7 @@ class ProgrammedMatrix:
         """Outputs of the hardware for inputs ``x`` (batch, m) INT8: (batch, n) int32."""
         x2, single = self._check_x(x)
         y = np.zeros((x2.shape[0], self.shape[1]), dtype=np.int64)
-        planes = enc.bit_planes(x2)
+        planes = enc.bit_planes(x2).astype(np.float32)
         for g in self._groups:
             self._run_group(g, x2, planes, y)
         y = y.astype(np.int32)
@@ -204,31 +205,51 @@ class ProgrammedMatrix:
     def saturated(self, x):
         """Number of ADC conversions that clipped at the top code, for inputs ``x``."""
         x2, _ = self._check_x(x)
-        planes = enc.bit_planes(x2)
+        planes = enc.bit_planes(x2).astype(np.float32)
         total = 0
         for g in self._groups:
-            held = self._held(g, planes)
-            total += int((np.floor_divide(held + ONE_LSB // 2, ONE_LSB) > g["maxcode"]).sum())
+            total += int((np.floor(self._held(g, planes) @ g["H"]) > g["maxcode"]).sum())
         return total
 
     def _held(self, g, planes):
+        """Held values, in LSB, plus 1/2, of every column of the group: (8*B, cols).
+
+        The group's H is scaled to LSB units and has a last row of 1/2 driven by a
+        constant 1, so ``floor()`` of the product is the SAR closed form of
+        :func:`sar_codes`. All values are dyadic rationals that the dtype holds
+        exactly, whatever the order of summation.
+        """
         B = planes.shape[1]
-        p = np.zeros((enc.INPUT_BITS * B, self.params.rows), dtype=g["H"].dtype)
-        p[:, :len(g["rows_idx"])] = planes[:, :, g["rows_idx"]].reshape(enc.INPUT_BITS * B, -1)
-        return (p @ g["H"]).reshape(enc.INPUT_BITS, B, -1)
+        ridx = g["rows_idx"]
+        sl = g["rows_slice"]
+        sub = planes[:, :, sl] if sl is not None else planes[:, :, ridx]
+        p = np.empty((enc.INPUT_BITS * B, len(ridx) + 1), dtype=g["H"].dtype)
+        p[:, :-1] = sub.reshape(enc.INPUT_BITS * B, len(ridx))
+        p[:, -1] = 1.0
+        return p
 
     def _run_group(self, g, x, planes, y):
         B = x.shape[0]
-        codes = sar_codes(self._held(g, planes), g["maxcode"])
-        pw = np.array([enc.plane_weight(b) for b in range(enc.INPUT_BITS)], dtype=codes.dtype)
-        comb = np.tensordot(pw, codes, axes=1).astype(np.int64)   # (B, total cols)
-        corr = enc.offset_correction(x[:, g["rows_idx"]])
-        for mode, (c0, c1), slot_out in g["spans"]:
-            s = enc.slices_per_weight(mode)
-            cw = np.array([enc.column_weight(mode, k) for k in range(s)], dtype=np.int64)
-            res = (comb[:, c0:c1].reshape(B, -1, s) * cw).sum(-1) + corr[:, None]
+        p = self._held(g, planes)
+        H = g["H"]
+        spans = g["spans"]
+        per_plane = [np.empty((p.shape[0], (c1 - c0) // len(cw)), dtype=H.dtype)
+                     for _, (c0, c1), _, cw in spans]
+        # Blocks of rows small enough for the codes to stay in cache.
+        blk = max(8, (1 << 19) // max(H.shape[1], 1))
+        for r0 in range(0, p.shape[0], blk):
+            codes = p[r0:r0 + blk] @ H
+            np.floor(codes, out=codes)
+            for out, (md, (c0, c1), _, cw) in zip(per_plane, spans):
+                span = codes[:, c0:c1]
+                np.clip(span, 0, self.params.max_code(md), out=span)
+                out[r0:r0 + blk] = span.reshape(codes.shape[0], -1, len(cw)) @ cw
+        pw = np.array([enc.plane_weight(b) for b in range(enc.INPUT_BITS)], dtype=H.dtype)
+        corr = enc.offset_correction(x[:, g["rows_idx"]])[:, None]
+        for out, (_, _, slot_out, _) in zip(per_plane, spans):
+            res = np.tensordot(pw, out.reshape(enc.INPUT_BITS, B, -1), axes=1)
             used = slot_out >= 0
-            y[:, slot_out[used]] += res[:, used]
+            y[:, slot_out[used]] += res[:, used].astype(np.int64) + corr
 
 
 def _mode_vector(spec, length, name):
@@ -241,7 +262,7 @@ def _mode_vector(spec, length, name):
 
 
 def program_matrix(weights, mode, *, ber=None, seed=0, sigma=None, row_modes=None,
-                   rows=64, cols=128, slc_bits=6, mlc_bits=7):
+                   rows=64, cols=128, slc_bits=6, mlc_bits=7, noise="multiplicative"):
     """Program an m x n INT8 matrix ``weights`` (y = x @ W) onto analog arrays.
 
     mode       ``"slc"`` or ``"mlc"`` for every array, or a sequence of n modes, one per
@@ -256,6 +277,8 @@ def program_matrix(weights, mode, *, ber=None, seed=0, sigma=None, row_modes=Non
                it (:func:`~hyflexpim.models.crossbar.sigma_from_ber`) and applied to
                every cell, SLC and MLC alike (same device).
     sigma      the noise sigma directly, instead of ``ber``.
+    noise      ``"multiplicative"`` (the specification's model) or ``"additive"``; see
+               :mod:`hyflexpim.models.crossbar`.
     seed       seed of the programming noise (drawn once, here).
     rows, cols, slc_bits, mlc_bits: the array geometry, see :class:`ArrayParams`.
 
@@ -268,7 +291,9 @@ def program_matrix(weights, mode, *, ber=None, seed=0, sigma=None, row_modes=Non
         raise ValueError(f"weights must not be empty, got shape {w.shape}")
     if ber is not None and sigma is not None:
         raise ValueError("give either ber or sigma, not both")
-    s = sigma_from_ber(ber, "mlc") if ber is not None else check_sigma(0.0 if sigma is None else sigma)
+    check_noise(noise)
+    s = (sigma_from_ber(ber, "mlc", noise) if ber is not None
+         else check_sigma(0.0 if sigma is None else sigma))
     rng = np.random.default_rng(seed) if s > 0 else None
 
     if row_modes is not None:
@@ -299,7 +324,7 @@ def program_matrix(weights, mode, *, ber=None, seed=0, sigma=None, row_modes=Non
                 oidx = outs[j0:j0 + npa]
                 wt = np.zeros((rows, npa), dtype=np.int64)
                 wt[:len(ridx), :len(oidx)] = w[np.ix_(ridx, oidx)]
-                xb = Crossbar(enc.encode_weights(wt, md), md, sigma=s, rng=rng)
+                xb = Crossbar(enc.encode_weights(wt, md), md, sigma=s, rng=rng, noise=noise)
                 tiles.append(_Tile(md, ridx, oidx, xb))
                 H_parts.append(xb.held)
                 slot_out.append(np.concatenate([oidx, -np.ones(npa - len(oidx), dtype=np.int64)]))
@@ -307,11 +332,20 @@ def program_matrix(weights, mode, *, ber=None, seed=0, sigma=None, row_modes=Non
                 col += cols
             spans.append((md, (span_start, col), np.concatenate(slot_out)))
         H = np.concatenate(H_parts, axis=1)
-        # Integer-valued float32 sums are exact while every partial sum stays < 2**24.
-        dtype = np.float32 if np.abs(H).sum(axis=0).max(initial=0) < 2 ** 24 else np.float64
-        groups.append(dict(rows_idx=ridx, tiles=tiles, H=H.astype(dtype),
+        # Integer-valued floats are exact while every partial sum stays below 2**24
+        # (float32): bitline sums, and shift-and-add results up to 255 * max code * sum(cw).
+        sa_max = max(255 * params.max_code(md) * (1 << enc.INPUT_BITS) for md in enc.MODES)
+        exact32 = (np.abs(H).sum(axis=0).max(initial=0) + ONE_LSB < 2 ** 24 and sa_max < 2 ** 24)
+        dtype = np.float32 if exact32 else np.float64
+        spans = [(md, c, so, np.array([enc.column_weight(md, k)
+                                       for k in range(enc.slices_per_weight(md))], dtype=dtype))
+                 for md, c, so in spans]
+        contiguous = len(ridx) > 0 and np.array_equal(ridx, np.arange(ridx[0], ridx[0] + len(ridx)))
+        Hs = np.concatenate([H[:len(ridx)] / ONE_LSB, np.full((1, H.shape[1]), 0.5)]).astype(dtype)
+        groups.append(dict(rows_idx=ridx, tiles=tiles, H=Hs,
+                           rows_slice=slice(ridx[0], ridx[0] + len(ridx)) if contiguous else None,
                            maxcode=np.concatenate(maxcode).astype(dtype), spans=spans))
-    return ProgrammedMatrix((m, n), params, s, groups,
+    return ProgrammedMatrix((m, n), params, s, noise, groups,
                             None if cmodes is None else [str(c) for c in cmodes],
                             None if rmodes is None else [str(r) for r in rmodes])
 

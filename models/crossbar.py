@@ -6,10 +6,18 @@ Device (DESIGN.md 2, 4)
     conductance ``G_off + l * dG`` with ``dG = (G_on - G_off) / (L - 1)``.
 
 Programming noise
-    Multiplicative Gaussian, drawn once per programming: ``G' = G * (1 + sigma * N(0,1))``,
-    clipped at 0 (a conductance cannot be negative). ``sigma`` is a property of the
-    device: :func:`sigma_from_ber` calibrates it from the bit error rate measured on
-    2-bit MLC cells (default 4.04%); SLC arrays of the same chip use the same sigma.
+    Multiplicative Gaussian (the specification's model, the default), drawn once per
+    programming: ``G' = G * (1 + sigma * N(0,1))``, clipped at 0 (a conductance cannot
+    be negative). ``sigma`` is a property of the device: :func:`sigma_from_ber`
+    calibrates it from the bit error rate measured on 2-bit MLC cells (default 4.04%);
+    SLC arrays of the same chip use the same sigma.
+    ``noise="additive"`` selects a state-independent alternative,
+    ``G' = G + sigma * G_on * N(0,1)``, calibrated the same way. The two differ in what
+    they predict for analog MACs: with multiplicative noise the conductance error is
+    proportional to the stored value, so a bitline sum carries about the same error in
+    the value domain whether the weight is stored in SLC or MLC cells (SLC only wins
+    on single-cell read-back); with additive noise every cell carries the same absolute
+    error and MLC, whose levels are 3x closer, is about 3x noisier per value.
 
 Bit error rate (the definition used for the calibration)
     Program a cell to a level drawn uniformly from the ``L`` levels, read it back with
@@ -44,6 +52,7 @@ from .encoding import check_mode, levels_per_cell, bits_per_cell
 
 __all__ = [
     "R_ON", "ON_OFF_RATIO", "G_ON", "G_OFF", "FRAC_BITS", "ONE_LSB", "DEFAULT_MLC_BER",
+    "NOISE_MODELS", "check_noise",
     "conductance_levels", "ber_from_sigma", "sigma_from_ber", "check_sigma", "check_ber",
     "dac_level", "Crossbar",
 ]
@@ -55,6 +64,18 @@ G_OFF = G_ON / ON_OFF_RATIO
 FRAC_BITS = 10
 ONE_LSB = 1 << FRAC_BITS
 DEFAULT_MLC_BER = 0.0404
+NOISE_MODELS = ("multiplicative", "additive")
+
+
+def check_noise(noise):
+    """Return ``noise`` if it names a noise model; else ``ValueError``."""
+    if noise not in NOISE_MODELS:
+        raise ValueError(f"noise must be 'multiplicative' or 'additive', not {noise!r}")
+    return noise
+
+
+def _noise_std(sigma, g, noise):
+    return sigma * g if noise == "multiplicative" else sigma * G_ON * np.ones_like(g)
 
 
 def conductance_levels(mode):
@@ -89,18 +110,20 @@ def check_ber(ber):
     return b
 
 
-def ber_from_sigma(sigma, mode="mlc"):
-    """Bit error rate of a ``mode`` cell under multiplicative noise ``sigma`` (module doc)."""
+def ber_from_sigma(sigma, mode="mlc", noise="multiplicative"):
+    """Bit error rate of a ``mode`` cell under programming noise ``sigma`` (module doc)."""
     sigma = check_sigma(sigma)
     mode = check_mode(mode)
+    check_noise(noise)
     g = conductance_levels(mode)
+    std = _noise_std(sigma, g, noise)
     L, bpc = len(g), bits_per_cell(mode)
     if sigma == 0:
         return 0.0
     thr = np.concatenate([[-np.inf], (g[:-1] + g[1:]) / 2, [np.inf]])
     wrong_bits = 0.0
     for lv in range(L):
-        s = sigma * g[lv]
+        s = std[lv]
         for rd in range(L):
             if rd == lv:
                 continue
@@ -109,7 +132,7 @@ def ber_from_sigma(sigma, mode="mlc"):
     return wrong_bits / (L * bpc)
 
 
-def sigma_from_ber(ber=DEFAULT_MLC_BER, mode="mlc"):
+def sigma_from_ber(ber=DEFAULT_MLC_BER, mode="mlc", noise="multiplicative"):
     """The noise ``sigma`` at which a ``mode`` cell shows bit error rate ``ber``.
 
     Inverse of :func:`ber_from_sigma` (which is increasing in sigma), by bisection to
@@ -117,14 +140,15 @@ def sigma_from_ber(ber=DEFAULT_MLC_BER, mode="mlc"):
     """
     ber = check_ber(ber)
     mode = check_mode(mode)
+    check_noise(noise)
     lo, hi = 0.0, 1.0
-    while ber_from_sigma(hi, mode) < ber:
+    while ber_from_sigma(hi, mode, noise) < ber:
         hi *= 2
         if hi > 1e6:
             raise ValueError(f"ber {ber!r} cannot be reached in mode {mode!r}")
     for _ in range(200):
         mid = 0.5 * (lo + hi)
-        if ber_from_sigma(mid, mode) < ber:
+        if ber_from_sigma(mid, mode, noise) < ber:
             lo = mid
         else:
             hi = mid
@@ -141,15 +165,16 @@ def dac_level(code):
 class Crossbar:
     """One programmed array: ``levels`` (rows x cols, integer cell levels) in ``mode``.
 
-    ``sigma`` is the multiplicative programming noise (0: ideal); ``rng`` a
+    ``sigma`` is the programming noise (0: ideal) of model ``noise``; ``rng`` a
     ``numpy.random.Generator`` used once, here, for the cells and then the reference
     column. ``held`` is the (rows x cols) integer matrix, in grid units, of what each
     cell adds to its held bitline value when its wordline is on.
     """
 
-    def __init__(self, levels, mode, *, sigma=0.0, rng=None):
+    def __init__(self, levels, mode, *, sigma=0.0, rng=None, noise="multiplicative"):
         self.mode = check_mode(mode)
         self.sigma = check_sigma(sigma)
+        self.noise = check_noise(noise)
         lv = np.asarray(levels)
         if lv.ndim != 2:
             raise ValueError(f"levels must be a 2-D array, not shape {lv.shape}")
@@ -165,8 +190,9 @@ class Crossbar:
         if self.sigma > 0:
             if rng is None:
                 raise ValueError("a noisy crossbar needs an rng (numpy.random.Generator)")
-            G = np.maximum(G * (1.0 + self.sigma * rng.standard_normal(G.shape)), 0.0)
-            Gref = np.maximum(Gref * (1.0 + self.sigma * rng.standard_normal(rows)), 0.0)
+            G = np.maximum(G + _noise_std(self.sigma, G, noise) * rng.standard_normal(G.shape), 0.0)
+            Gref = np.maximum(Gref + _noise_std(self.sigma, Gref, noise) * rng.standard_normal(rows),
+                              0.0)
         q = np.rint(G / dg * ONE_LSB).astype(np.int64)
         qref = np.rint(Gref / dg * ONE_LSB).astype(np.int64)
         self.held = q - qref[:, None]
