@@ -1,0 +1,79 @@
+# amaranth: UnusedElaboratable=no
+"""Processing unit: parameter checks and the end-to-end cocotb layer test (tb/pu_tb.py)."""
+
+import os
+
+import pytest
+
+from hyflexpim.rtl.pu import AnalogModule, ProcessingUnit
+from hyflexpim.sim.blocks import get_block
+from hyflexpim.sim.cocotb_runner import run_cocotb
+
+SMALL = dict(n_modules=2, arrays_per_module=2, rows=16, cols=32, slc_bits=6, mlc_bits=7,
+             read_cycles=2, data_width=32, fifo_depth=4, tag_width=6, max_parts=4)
+# 128 inputs x 64 outputs on 64 x 128 arrays: 16 SLC + 48 MLC outputs per 64-row chunk
+# = 1 SLC + 2 MLC arrays, two chunks: 6 arrays.
+FULL = dict(n_modules=3, arrays_per_module=2, rows=64, cols=128, slc_bits=6, mlc_bits=7,
+            read_cycles=4, data_width=32, fifo_depth=4, tag_width=8, max_parts=4)
+
+
+def _run(pu_params, layer, testcase=None, seed=None, report=None):
+    seed = seed if seed is not None else int(os.environ.get("HYFLEXPIM_SEED", "1"))
+    print(f"cocotb seed: HYFLEXPIM_SEED={seed}")
+    env = {"HYFLEXPIM_SEED": seed}
+    if report:
+        env["HYFLEXPIM_PU_REPORT"] = report
+    return run_cocotb(ProcessingUnit(**pu_params), toplevel="pu",
+                      test_module="hyflexpim.tb.pu_tb", params={**pu_params, **layer},
+                      extra_env=env, testcase=testcase)
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(n_modules=0), r"^n_modules must be an integer in 1\.\.64, not 0$"),
+    (dict(arrays_per_module=0), r"^arrays_per_module must be an integer in 1\.\.4096, not 0$"),
+    (dict(tag_width=1), r"^tag_width must be an integer in 2\.\.16, not 1$"),
+    (dict(tag_width=4, arrays_per_module=2), r"^tag_width must be an integer in 5\.\.32 to address "
+                                             r"2 arrays of 16 input words, not 4$"),
+    (dict(fifo_depth=1), r"^fifo_depth must be an integer in 2\.\.1024, not 1$"),
+    (dict(data_width=20), r"^data_width must be an integer in 32\.\.1024, not 20$"),
+    (dict(rows=0), r"^rows must be an integer in 1\.\.1024, not 0$"),
+    (dict(max_parts=0), r"^max_parts must be an integer in 1\.\.65535, not 0$"),
+])
+def test_pu_parameter_errors(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        ProcessingUnit(**kw)
+
+
+def test_module_parameter_errors():
+    with pytest.raises(ValueError, match=r"^n_arrays must be an integer in 1\.\.4096, not 0$"):
+        AnalogModule(0)
+    with pytest.raises(ValueError, match=r"^port must be an integer in 0\.\.3, not 4$"):
+        AnalogModule(2, port=4, addr_width=2)
+
+
+def test_blocks_build():
+    for name in ("pu", "analog_module"):
+        blk = get_block(name)
+        blk.build(**blk.small)
+
+
+def test_pu_ports_and_addresses():
+    pu = ProcessingUnit(**SMALL)
+    assert pu.n_ports == 4 and pu.agg_port == 3
+    assert [pu.array_location(t) for t in range(4)] == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert pu.words == 4 and pu.word_bits == 2
+    with pytest.raises(ValueError, match=r"^t must be an integer in 0\.\.3, not 4$"):
+        pu.array_location(4)
+
+
+def test_pu_layer_small_noise_off_and_on():
+    """32 inputs x 12 outputs (4 SLC + 8 MLC) on 16 x 32 arrays: 4 arrays, 2 row chunks."""
+    passed, _ = _run(SMALL, dict(m=32, n=12, n_slc=4, vectors=2))
+    assert passed == 2
+
+
+@pytest.mark.slow
+def test_pu_layer_128x64_published_arrays():
+    """The issue's layer: 128 inputs x 64 outputs, mixed SLC/MLC, 64 x 128 arrays."""
+    passed, _ = _run(FULL, dict(m=128, n=64, n_slc=16, vectors=2))
+    assert passed == 2
