@@ -13,6 +13,7 @@ austen     character GPT, 4 layers, context 64            Jane Austen novels, ev
 Trained base models are cached in ``cache_dir()/checkpoints`` (outside git).
 """
 
+import copy
 import hashlib
 import json
 import time
@@ -168,6 +169,8 @@ class Task:
 
     def trained_model(self, cache=True, quiet=False, log=None):
         """The base model trained on the task (cached checkpoint); (model, seconds)."""
+        if getattr(self, "_base", None) is not None:
+            return copy.deepcopy(self._base), 0.0
         path = ds.cache_dir() / "checkpoints" / f"{self.key()}-base.pt"
         model = self.new_model()
         if cache and path.is_file():
@@ -180,6 +183,7 @@ class Task:
         if cache and self.name != "tiny":
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(model.state_dict(), path)
+        self._base = copy.deepcopy(model.eval())
         return model.eval(), dt
 
 

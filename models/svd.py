@@ -243,7 +243,7 @@ def finetune(model, batches, loss_fn, epochs=1, lr=1e-3, weight_decay=0.01, scor
             if scores is not None:
                 scores.accumulate()
             opt.step()
-            tot += float(loss) * len(y)
+            tot += loss.item() * len(y)
             cnt += len(y)
             if not quiet and hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{tot / cnt:.4f}")

@@ -1,0 +1,229 @@
+"""The whole flow: train, factor, fine-tune, score, map, evaluate under noise, sweep.
+
+Two noise modes, side by side (DESIGN.md 5):
+
+``hardware`` (this project's)
+    SVD variant ``ab`` (A = U_r S_r, B = V_r^T) of Q, K, V, proj, FFN1, FFN2 (head kept
+    in float), rank score ``grad`` (accumulated over fine-tuning), INT8 weights per
+    output channel and activations per vector, noise per cell from the MLC BER 4.04%
+    (the same sigma on SLC cells), executed by the golden array model (``faithful``,
+    default) or the emulated noisy weights (``fast``).
+``paper`` (the authors' simulator)
+    SVD variant ``usv`` with the head factored too, score ``grad_last_s`` (|dL/dS| of
+    the last fine-tuning batch), per-tensor INT8 with the second-largest clip, 2-bit
+    group noise std 0.025 on MLC ranks, float activations.
+
+The ``magnitude`` policy uses the unfactored base model in both modes.
+"""
+
+import copy
+import csv
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ._torch import torch
+from . import datasets as ds
+from .crossbar import DEFAULT_MLC_BER
+from .quant import to_hardware, set_noise
+from .redistribute import build_mapping, check_policy, check_slc_percent, POLICIES
+from .svd import (factorize_model, svd_layers, static_linears, RankScores, finetune,
+                  score_pass, evaluate, top_share)
+
+__all__ = ["NOISE_MODES", "MODE_SETTINGS", "Prepared", "prepare", "mapping_for",
+           "evaluate_mapping", "sweep", "write_csv", "plot_sweep", "smallest_k", "KS"]
+
+NOISE_MODES = ("hardware", "paper")
+KS = (0, 5, 10, 20, 30, 50, 100)
+MODE_SETTINGS = {
+    "hardware": dict(variant="ab", include_head=False, score="grad", backend="faithful"),
+    "paper": dict(variant="usv", include_head=True, score="grad_last_s", backend="paper"),
+}
+PAPER_STD = 0.025
+
+
+def check_mode(mode):
+    if mode not in NOISE_MODES:
+        raise ValueError(f"noise mode must be one of {', '.join(NOISE_MODES)}, not {mode!r}")
+    return mode
+
+
+class Prepared:
+    """Base and factored+fine-tuned models of one task and noise mode, with figures."""
+
+    def __init__(self, task, mode, base, factored, scores, figures):
+        self.task, self.mode = task, mode
+        self.base, self.factored = base, factored
+        self.scores, self.figures = scores, figures
+
+
+def prepare(task, mode="hardware", ft_epochs=2, cache=True, quiet=False, score_batches=None):
+    """Train (or load) the base model, factor, fine-tune with scores; :class:`Prepared`.
+
+    ``figures``: metric of the base, truncated and fine-tuned models (float), the top
+    5% / 10% score shares (mean over matrices) before and after fine-tuning (one scoring
+    pass over the training data each, lr 0), wall times.
+    """
+    check_mode(mode)
+    st = MODE_SETTINGS[mode]
+    t0 = time.time()
+    base, t_train = task.trained_model(cache=cache, quiet=quiet)
+    fig = dict(task=task.name, mode=mode, metric=task.metric_name, train_s=t_train)
+    ev = lambda m: evaluate(m, task.eval, task.metric)  # noqa: E731
+    fig["base"] = ev(base)
+    key = f"{task.key()}-{mode}-ft{ft_epochs}"
+    path = ds.cache_dir() / "checkpoints" / f"{key}.pt"
+    factored = copy.deepcopy(base)
+    factorize_model(factored, st["variant"], include_head=st["include_head"])
+    fig["truncated"] = ev(factored)
+    nb = score_batches
+    if cache and path.is_file() and task.name != "tiny":
+        blob = torch.load(path, weights_only=False)
+        factored.load_state_dict(blob["model"])
+        scores, extra = blob["scores"], blob["figures"]
+        fig.update(extra)
+    else:
+        t = time.time()
+        pre = score_pass(factored, task.train, task.loss, max_batches=nb)
+        scores = RankScores(factored)
+        finetune(factored, task.train, task.loss, epochs=ft_epochs, lr=task.ft_lr,
+                 scores=scores, quiet=quiet, desc=f"fine-tune {task.name} ({mode})")
+        post = score_pass(factored, task.train, task.loss, max_batches=nb)
+        extra = dict(finetune_s=time.time() - t, ft_epochs=ft_epochs)
+        for tag, sc in (("before", pre), ("after", post), ("during", scores)):
+            g = sc.as_numpy("grad")
+            for f in (0.05, 0.10):
+                extra[f"top{int(f * 100)}_{tag}"] = float(np.mean([top_share(v, f) for v in g.values()]))
+        scores = {"grad": scores.as_numpy("grad"),
+                  "grad_last_s": scores.as_numpy("grad_last_s") if st["variant"] == "usv" else None}
+        fig.update(extra)
+        if cache and task.name != "tiny":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(dict(model=factored.state_dict(), scores=scores, figures=extra), path)
+    fig["finetuned"] = ev(factored)
+    fig["prepare_s"] = time.time() - t0
+    return Prepared(task, mode, base, factored.eval(), scores, fig)
+
+
+def mapping_for(prep, policy, k, seed=0):
+    """The mapping of ``policy`` at ``k`` percent for a :class:`Prepared`."""
+    st = MODE_SETTINGS[prep.mode]
+    check_policy(policy)
+    if policy == "magnitude":
+        layers = static_linears(prep.base, include_head=st["include_head"])
+        return build_mapping(policy, k, layers=layers, seed=seed, task=prep.task.name,
+                             variant=None, extra=dict(noise_mode=prep.mode))
+    return build_mapping(policy, k, layers=svd_layers(prep.factored),
+                         scores=prep.scores.get(st["score"]), seed=seed, task=prep.task.name,
+                         score_kind=st["score"], variant=st["variant"],
+                         extra=dict(noise_mode=prep.mode))
+
+
+def evaluate_mapping(prep, mapping, *, seed=0, noise=True, backend=None, ber=DEFAULT_MLC_BER,
+                     paper_std=PAPER_STD, stats=None):
+    """Metric of the model under ``mapping`` with one noise programming ``seed``."""
+    st = MODE_SETTINGS[prep.mode]
+    be = backend or st["backend"]
+    model = prep.base if mapping["policy"] == "magnitude" else prep.factored
+    hw = to_hardware(model, mapping, be, include_head=st["include_head"])
+    if be == "paper":
+        set_noise(hw, seed=seed, paper_std=paper_std if noise else 0.0)
+    else:
+        set_noise(hw, seed=seed, ber=ber if noise else None, stats=stats)
+    return evaluate(hw, prep.task.eval, prep.task.metric)
+
+
+def smallest_k(rows, ref, higher_is_better, tol=0.01):
+    """Smallest k whose mean metric is within ``tol`` of ``ref`` (absolute for
+    accuracy, relative for a loss); None if none is."""
+    ok = []
+    for k, v in rows:
+        good = v >= ref - tol if higher_is_better else v <= ref * (1 + tol)
+        if good:
+            ok.append(k)
+    return min(ok) if ok else None
+
+
+def sweep(task, *, modes=NOISE_MODES, policies=POLICIES, ks=KS, seeds=(0, 1, 2), ft_epochs=2,
+          hw_backend="faithful", cache=True, quiet=False, log=print):
+    """Metric vs SLC rate for each mode x policy x k x seed. Returns (rows, summary)."""
+    from tqdm import tqdm
+    for p in policies:
+        check_policy(p)
+    for k in ks:
+        check_slc_percent(k)
+    rows, summary = [], {}
+    for mode in modes:
+        prep = prepare(task, mode, ft_epochs=ft_epochs, cache=cache, quiet=quiet)
+        be = hw_backend if mode == "hardware" else "paper"
+        summary[mode] = dict(prep.figures)
+        refs = {}
+        for kind, pol in (("factored", "gradient"), ("base", "magnitude")):
+            m = mapping_for(prep, pol, 0)
+            refs[kind] = evaluate_mapping(prep, m, noise=False, backend="int8" if be != "paper" else be)
+        summary[mode]["int8_factored"] = refs["factored"]
+        summary[mode]["int8_base"] = refs["base"]
+        log(f"[{task.name}/{mode}] base {prep.figures['base']:.4f} truncated "
+            f"{prep.figures['truncated']:.4f} fine-tuned {prep.figures['finetuned']:.4f} "
+            f"INT8 noise-free: factored {refs['factored']:.4f} base {refs['base']:.4f}")
+        jobs = [(p, k, s) for p in policies for k in ks for s in seeds]
+        bar = tqdm(jobs, desc=f"{task.name} {mode} sweep", leave=False, disable=quiet)
+        t = time.time()
+        for pol, k, s in bar:
+            mp = mapping_for(prep, pol, k, seed=s)
+            v = evaluate_mapping(prep, mp, seed=s, backend=be)
+            rows.append(dict(task=task.name, mode=mode, backend=be, policy=pol, k=k, seed=s,
+                             metric=v, metric_name=task.metric_name))
+        summary[mode]["sweep_s"] = time.time() - t
+        for pol in policies:
+            ref = refs["base" if pol == "magnitude" else "factored"]
+            means = [(k, float(np.mean([r["metric"] for r in rows if r["mode"] == mode
+                                        and r["policy"] == pol and r["k"] == k]))) for k in ks]
+            summary[mode][f"smallest_k_{pol}"] = smallest_k(means, ref, task.higher_is_better)
+            summary[mode][f"means_{pol}"] = means
+    return rows, summary
+
+
+def write_csv(rows, path):
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with p.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        w.writeheader()
+        w.writerows(rows)
+    return p
+
+
+def plot_sweep(rows, path, summary=None):
+    """Metric vs k per policy (mean, min-max band), one panel per noise mode."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    modes = sorted({r["mode"] for r in rows}, key=NOISE_MODES.index)
+    fig, axes = plt.subplots(1, len(modes), figsize=(5.5 * len(modes), 4), squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        sub = [r for r in rows if r["mode"] == mode]
+        for pol in [p for p in POLICIES if any(r["policy"] == p for r in sub)]:
+            ks = sorted({r["k"] for r in sub if r["policy"] == pol})
+            vals = [[r["metric"] for r in sub if r["policy"] == pol and r["k"] == k] for k in ks]
+            mean = [np.mean(v) for v in vals]
+            ax.plot(ks, mean, marker="o", label=pol)
+            ax.fill_between(ks, [min(v) for v in vals], [max(v) for v in vals], alpha=0.15)
+        if summary and mode in summary:
+            ax.axhline(summary[mode]["int8_factored"], ls="--", c="k", lw=0.8,
+                       label="INT8 noise-free (factored)")
+            ax.axhline(summary[mode]["int8_base"], ls=":", c="gray", lw=0.8,
+                       label="INT8 noise-free (base)")
+        ax.set_xlabel("SLC rate k (%)")
+        ax.set_ylabel(sub[0]["metric_name"])
+        ax.set_title(f"{sub[0]['task']}: {mode} noise ({sub[0]['backend']})")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
