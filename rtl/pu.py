@@ -71,28 +71,38 @@ class AnalogModule(wiring.Component):
     aggregator's.
     """
 
-    def __init__(self, n_arrays=2, *, rows=64, cols=128, slc_bits=6, mlc_bits=7,
-                 read_cycles=4, port=1, agg_port=3, addr_width=2, data_width=32, tag_width=8):
+    @classmethod
+    def check_parameters(cls, n_arrays=2, *, rows=64, cols=128, slc_bits=6, mlc_bits=7,
+                         read_cycles=4, port=1, agg_port=3, addr_width=2, data_width=32,
+                         tag_width=8):
+        """Raise ``ValueError`` for bad parameters; return (array params, words, word bits, array bits)."""
         _check_int("n_arrays", n_arrays, 1, 4096)
-        self._params = ArrayParams(rows=rows, cols=cols, slc_bits=slc_bits, mlc_bits=mlc_bits)
+        params = ArrayParams(rows=rows, cols=cols, slc_bits=slc_bits, mlc_bits=mlc_bits)
         _check_int("read_cycles", read_cycles, 1, 1024)
         _check_int("addr_width", addr_width, 1, 16)
         _check_data_width(data_width)
         _check_int("tag_width", tag_width, 2, 32)
         _check_int("port", port, 0, 2 ** addr_width - 1)
         _check_int("agg_port", agg_port, 0, 2 ** addr_width - 1)
+        words = -(-rows * 8 // data_width)
+        word_bits, array_bits = ceil_log2(words), ceil_log2(n_arrays)
+        need = word_bits + array_bits
+        if need > tag_width:
+            raise ValueError(f"tag_width must be an integer in {need}..32 to address "
+                             f"{n_arrays} arrays of {words} input words, not {tag_width!r}")
+        if cols // 4 > 255:
+            raise ValueError(f"cols must be a multiple of 8 in 8..1020 for a module, not {cols!r}")
+        return params, words, word_bits, array_bits
+
+    def __init__(self, n_arrays=2, *, rows=64, cols=128, slc_bits=6, mlc_bits=7,
+                 read_cycles=4, port=1, agg_port=3, addr_width=2, data_width=32, tag_width=8):
+        self._params, self._words, self._word_bits, self._array_bits = self.check_parameters(
+            n_arrays, rows=rows, cols=cols, slc_bits=slc_bits, mlc_bits=mlc_bits,
+            read_cycles=read_cycles, port=port, agg_port=agg_port, addr_width=addr_width,
+            data_width=data_width, tag_width=tag_width)
         self._n_arrays, self._read_cycles = n_arrays, read_cycles
         self._port, self._agg_port = port, agg_port
         self._data_width, self._tag_width = data_width, tag_width
-        self._words = -(-rows * 8 // data_width)
-        self._word_bits = ceil_log2(self._words)
-        self._array_bits = ceil_log2(n_arrays)
-        need = self._word_bits + self._array_bits
-        if need > tag_width:
-            raise ValueError(f"tag_width must be an integer in {need}..32 to address "
-                             f"{n_arrays} arrays of {self._words} input words, not {tag_width!r}")
-        if cols // 4 > 255:
-            raise ValueError(f"cols must be a multiple of 8 in 8..1020 for a module, not {cols!r}")
         self._layout = packet_layout(addr_width, data_width, tag_width)
         sig = stream.Signature(self._layout)
         super().__init__({
@@ -232,19 +242,16 @@ class ProcessingUnit(wiring.Component):
         self._n_modules, self._apm = n_modules, arrays_per_module
         self._n_ports = n_modules + 2
         self._addr_width = max(1, ceil_log2(self._n_ports))
-        kw = dict(rows=rows, cols=cols, slc_bits=slc_bits, mlc_bits=mlc_bits,
-                  read_cycles=read_cycles, addr_width=self._addr_width,
-                  data_width=data_width, tag_width=tag_width)
-        self._modules = [AnalogModule(arrays_per_module, port=self.module_port(k),
-                                      agg_port=self.agg_port, **kw)
-                         for k in range(n_modules)]
-        self._bus = InnerBus(self._n_ports, data_width, fifo_depth,
-                             addr_width=self._addr_width, tag_width=tag_width)
-        self._agg = PartialSumAggregator(2 ** tag_width, max_parts, port=self.agg_port,
-                                         init_dest=0, addr_width=self._addr_width,
-                                         data_width=data_width, tag_width=tag_width)
-        self._layout = self._bus.layout
-        self._params = self._modules[0].params
+        self._module_kw = dict(rows=rows, cols=cols, slc_bits=slc_bits, mlc_bits=mlc_bits,
+                               read_cycles=read_cycles, addr_width=self._addr_width,
+                               data_width=data_width, tag_width=tag_width)
+        self._params, self._words, self._word_bits, _ = AnalogModule.check_parameters(
+            arrays_per_module, port=self._n_ports - 1, agg_port=self.agg_port, **self._module_kw)
+        _check_int("fifo_depth", fifo_depth, 2, 1024)
+        _check_int("max_parts", max_parts, 1, 65535)
+        self._data_width, self._fifo_depth = data_width, fifo_depth
+        self._tag_width, self._max_parts = tag_width, max_parts
+        self._layout = packet_layout(self._addr_width, data_width, tag_width)
         sig = stream.Signature(self._layout)
         super().__init__({
             "i": In(sig),
@@ -259,8 +266,8 @@ class ProcessingUnit(wiring.Component):
     addr_width = property(lambda self: self._addr_width)
     layout = property(lambda self: self._layout)
     params = property(lambda self: self._params)
-    words = property(lambda self: self._modules[0].words, doc="input words per array vector")
-    word_bits = property(lambda self: self._modules[0].word_bits)
+    words = property(lambda self: self._words, doc="input words per array vector")
+    word_bits = property(lambda self: self._word_bits)
     BRIDGE_PORT = 0
 
     def module_port(self, k):
@@ -278,11 +285,16 @@ class ProcessingUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.bus = bus = self._bus
-        m.submodules.aggregator = agg = self._agg
+        m.submodules.bus = bus = InnerBus(self._n_ports, self._data_width, self._fifo_depth,
+                                          addr_width=self._addr_width, tag_width=self._tag_width)
+        m.submodules.aggregator = agg = PartialSumAggregator(
+            2 ** self._tag_width, self._max_parts, port=self.agg_port, init_dest=0,
+            addr_width=self._addr_width, data_width=self._data_width, tag_width=self._tag_width)
+        modules = [AnalogModule(self._apm, port=self.module_port(k), agg_port=self.agg_port,
+                                **self._module_kw) for k in range(self._n_modules)]
         wiring.connect(m, wiring.flipped(self.i), bus.i[0])
         wiring.connect(m, bus.o[0], wiring.flipped(self.o))
-        for k, mod in enumerate(self._modules):
+        for k, mod in enumerate(modules):
             m.submodules[f"module_{k}"] = mod
             wiring.connect(m, bus.o[self.module_port(k)], mod.i)
             wiring.connect(m, mod.o, bus.i[self.module_port(k)])

@@ -5,6 +5,7 @@ import random
 import re
 
 import pytest
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from hyflexpim.rtl.bus import (

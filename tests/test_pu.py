@@ -4,6 +4,7 @@
 import os
 
 import pytest
+from amaranth.hdl import Fragment
 
 from hyflexpim.rtl.pu import AnalogModule, ProcessingUnit
 from hyflexpim.sim.blocks import get_block
