@@ -32,12 +32,13 @@ def build_dir_for(toplevel, params):
 
 
 def run_cocotb(component, *, toplevel, test_module, params=None, extra_env=None,
-               testcase=None, build_dir=None, timeout_s=None):
+               testcase=None, build_dir=None, quiet=False):
     """Generate ``component`` as ``toplevel``, build it with Icarus and run ``test_module``.
 
     Returns ``(passed, failed)`` counts; raises :class:`CocotbFailure` when a test
     failed or none ran. ``params`` only names the build directory (and is exported to
-    the testbench as ``HYFLEXPIM_PARAMS``, JSON).
+    the testbench as ``HYFLEXPIM_PARAMS``, JSON). ``quiet`` sends the simulator's
+    output to ``sim.log`` in the build directory instead of the console.
     """
     from cocotb_tools.runner import get_runner, get_results
 
@@ -49,8 +50,9 @@ def run_cocotb(component, *, toplevel, test_module, params=None, extra_env=None,
     src = write_verilog(component, toplevel, bdir / f"{toplevel}.v")
     waves = os.environ.get("HYFLEXPIM_WAVES", "") not in ("", "0")
     runner = get_runner("icarus")
+    logs = dict(log_file=bdir / "sim.log") if quiet else {}
     runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=bdir,
-                 timescale=("1ns", "1ps"), waves=waves, always=True)
+                 timescale=("1ns", "1ps"), waves=waves, always=True, **logs)
     env = {"HYFLEXPIM_PARAMS": json.dumps(params, default=str)}
     env.update({k: str(v) for k, v in (extra_env or {}).items()})
     kw = {}
@@ -58,7 +60,7 @@ def run_cocotb(component, *, toplevel, test_module, params=None, extra_env=None,
         kw["testcase"] = testcase
     try:
         results = runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=bdir,
-                              test_dir=bdir, extra_env=env, waves=waves, **kw)
+                              test_dir=bdir, extra_env=env, waves=waves, **kw, **logs)
     except SystemExit:
         results = bdir / "results.xml"
         if not results.exists():
