@@ -157,21 +157,23 @@ def _round_pack(m, name, sign, exp, sig, sticky):
     inexact = guard | st
     tiny = (exp < -15) | ((exp == -15) & ~sig[w - 12:].all())
     r = Signal(16, name=f"{name}_r")
-    fl = Signal(FLAGS, name=f"{name}_flags")
+    nx, uf, of = (Signal(name=f"{name}_{f}") for f in ("nx", "uf", "of"))
     with m.If(zero):
         m.d.comb += r.eq(Cat(Const(0, 15), sign))
     with m.Elif(over):
-        m.d.comb += [r.eq(Cat(Const(_INF, 15), sign)), fl.nx.eq(1), fl.of.eq(1)]
+        m.d.comb += [r.eq(Cat(Const(_INF, 15), sign)), nx.eq(1), of.eq(1)]
     with m.Else():
-        m.d.comb += [r.eq(Cat(bits[:15], sign)), fl.nx.eq(inexact), fl.uf.eq(tiny & inexact)]
-    return r, fl
+        m.d.comb += [r.eq(Cat(bits[:15], sign)), nx.eq(inexact), uf.eq(tiny & inexact)]
+    # flags as a Cat, not a partly assigned Signal: Icarus never evaluates an
+    # ``always @*`` block whose right-hand side is only a constant
+    return r, Cat(nx, uf, of, Const(0, 2))
 
 
 def _special_mux(m, name, normal_r, normal_fl, special, sp_r, sp_fl):
     r = Signal(16, name=f"{name}_r")
     fl = Signal(FLAGS, name=f"{name}_fl")
     m.d.comb += [r.eq(Mux(special, sp_r, normal_r)),
-                 fl.eq(Mux(special, sp_fl, normal_fl.as_value()))]
+                 fl.eq(Mux(special, sp_fl, normal_fl))]
     return r, fl
 
 
@@ -472,7 +474,7 @@ class Fp16Compare(_Fp16Unit):
         snan = ua.snan | ub.snan
         both_zero = ua.zero & ub.zero
         r = Signal(16, name=f"{name}_r")
-        fl = Signal(FLAGS, name=f"{name}_fl")
+        nv = Signal(name=f"{name}_nv")
         with m.Switch(x.op):
             for op in (CmpOp.MIN, CmpOp.MAX):
                 with m.Case(op):
@@ -485,16 +487,14 @@ class Fp16Compare(_Fp16Unit):
                         m.d.comb += r.eq(a)
                     with m.Else():
                         m.d.comb += r.eq(Mux(pick_a, a, b))
-                    m.d.comb += fl.nv.eq(snan)
+                    m.d.comb += nv.eq(snan)
             with m.Case(CmpOp.LT):
-                m.d.comb += [r.eq((ka < kb) & ~both_zero & ~nan), fl.nv.eq(nan)]
+                m.d.comb += [r.eq((ka < kb) & ~both_zero & ~nan), nv.eq(nan)]
             with m.Case(CmpOp.LE):
-                m.d.comb += [r.eq(((ka <= kb) | both_zero) & ~nan), fl.nv.eq(nan)]
+                m.d.comb += [r.eq(((ka <= kb) | both_zero) & ~nan), nv.eq(nan)]
             with m.Case(CmpOp.EQ):
-                m.d.comb += [r.eq(((a == b) | both_zero) & ~nan), fl.nv.eq(snan)]
-            with m.Default():
-                pass
-        out = p.stage(r=r, fl=fl)
+                m.d.comb += [r.eq(((a == b) | both_zero) & ~nan), nv.eq(snan)]
+        out = p.stage(r=r, fl=_flags(nv=nv))
         return out.r, out.fl
 
 
@@ -588,13 +588,12 @@ class Fp16ToInt8(_Fp16Unit):
         sat = s2.big | (s2.mag > limit)
         val = Mux(sat, limit, s2.mag)[:8]
         r = Signal(8, name=f"{name}_r")
-        fl = Signal(FLAGS, name=f"{name}_fl")
+        nv, nx = Signal(name=f"{name}_nv"), Signal(name=f"{name}_nx")
         with m.If(s2.special):
-            m.d.comb += [r.eq(s2.sp_r), fl.nv.eq(1)]
+            m.d.comb += [r.eq(s2.sp_r), nv.eq(1)]
         with m.Else():
-            m.d.comb += [r.eq(Mux(s2.sign, -val, val)), fl.nv.eq(sat),
-                         fl.nx.eq(~sat & s2.inexact)]
-        s3 = p.stage(r=r, fl=fl)
+            m.d.comb += [r.eq(Mux(s2.sign, -val, val)), nv.eq(sat), nx.eq(~sat & s2.inexact)]
+        s3 = p.stage(r=r, fl=Cat(nx, Const(0, 3), nv))
         return s3.r, s3.fl
 
 
