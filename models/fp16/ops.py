@@ -425,7 +425,8 @@ def to_int8(x, scale, *, flags=False):
 
 def from_float(x):
     """Bit patterns of ``x`` rounded to binary16 by numpy (RNE); NaNs become 0x7E00."""
-    h = np.asarray(x, dtype=np.float16)
+    with np.errstate(over="ignore"):                 # beyond 65520 -> +-Inf, as intended
+        h = np.asarray(x, dtype=np.float16)
     bits = h.view(_U16)
     return np.where(np.isnan(h), _U16(CANONICAL_NAN), bits).astype(_U16)
 
