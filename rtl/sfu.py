@@ -36,7 +36,7 @@ from ..models.fp16 import functions as F
 from ..sim.blocks import Block
 from .fp16 import CmpOp, Fp16AddSub, Fp16Compare, Fp16Div, Fp16Mul, Fp16Sqrt
 
-__all__ = ["ExpUnit", "GeluUnit", "RowReduce", "SoftmaxUnit", "BLOCKS"]
+__all__ = ["ExpUnit", "GeluUnit", "RowReduce", "SoftmaxUnit", "LayerNormUnit", "BLOCKS"]
 
 _QNAN = 0x7E00
 _NEG_INF = 0xFC00
@@ -484,3 +484,131 @@ class SoftmaxUnit(_RowUnit):
                 with m.If(outs == B - 1):
                     m.d.sync += [outs.eq(0), state.eq(0), addr.eq(0)]
         return m
+
+
+LN_LANE = data.StructLayout({"x": 16, "gamma": 16, "beta": 16})
+
+
+class LayerNormUnit(_RowUnit):
+    """Layer norm of rows of ``n`` elements (``functions.layernorm``).
+
+    Input lanes are ``{x, gamma, beta}``. Pass 1 (LOAD): store the row, sum ``x``;
+    ``mean = sum / n``. Pass 2 (VAR): ``u = (x - mean) * R``, sum ``u * u`` (``R =
+    fp16(1/sqrt(n))``); ``r = sqrt(var + eps)``. Pass 3 (OUT): ``((x - mean) / r) *
+    gamma + beta``. One add :class:`RowReduce` serves both sums. ``eps`` is a binary16
+    bit pattern (generator parameter, default fp16(1e-5)); ``n`` must be exactly
+    representable in binary16.
+    """
+
+    def __init__(self, *, n=16, lanes=2, slots=4, eps=F._h(1e-5)):
+        _check_row(n, lanes, slots)
+        if isinstance(eps, bool) or not isinstance(eps, int) or not 0 <= eps <= 0xFFFF:
+            raise ValueError(f"eps must be a binary16 bit pattern in 0..65535, not {eps!r}")
+        self._n16 = F._fp16_of_int(n, "n")
+        self._eps = eps
+        super().__init__(n, lanes, slots, LN_LANE)
+
+    eps = property(lambda self: self._eps)
+
+    def elaborate(self, platform):
+        m = Module()
+        L, B = self._lanes, self._beats
+        rd, wr = self._memory(m, data.ArrayLayout(LN_LANE, L))
+        m.submodules.rsum = rsum = RowReduce(op="add", lanes=L, slots=self._slots)
+        addr, is_last, done = self._issue(m, "ln")
+        mean, r = Signal(16), Signal(16)
+        outs = Signal(range(B + 1))
+        state = Signal(range(8))   # 0 LOAD, 1 SUM->mean, 2 VAR pass, 3 var->r, 4 OUT pass
+        # pass 2 chain: (x - mean) * R, squared
+        vc = _Chain(m, "lnv", (state == 2) & ~done, None)
+        xs = [rd.data[l].x for l in range(L)]
+        d = vc.step(Fp16AddSub(lanes=L), [dict(a=xs[l], b=mean, sub=1) for l in range(L)],
+                    [dict(last=is_last)] + [{} for _ in range(L - 1)])
+        u = vc.step(Fp16Mul(lanes=L), [dict(a=v, b=F._h(1.0 / self._n ** 0.5)) for v in d],
+                    vc.side)
+        sq = vc.step(Fp16Mul(lanes=L), [dict(a=v, b=v) for v in u], vc.side)
+        vlast = vc.side[0]["last"]
+        # scalar chains: sum / n, and sqrt(var + eps)
+        mc = _Chain(m, "lnm", rsum.o.valid & (state == 1), None)
+        mres = mc.step(Fp16Div(lanes=1), [dict(a=rsum.o.payload, b=self._n16)], [{}])
+        mc.close(1)
+        rc = _Chain(m, "lnr", rsum.o.valid & (state == 3), None)
+        ve = rc.step(Fp16AddSub(lanes=1), [dict(a=rsum.o.payload, b=self._eps, sub=0)], [{}])
+        rres = rc.step(Fp16Sqrt(lanes=1), [dict(a=ve[0])], [{}])
+        rc.close(1)
+        m.d.comb += rsum.o.ready.eq(Mux(state == 1, mc.ready, Mux(state == 3, rc.ready, 0)))
+        # pass 3 chain
+        oc = _Chain(m, "lno", (state == 4) & ~done, None)
+        gb = [dict(g=rd.data[l].gamma, b=rd.data[l].beta) for l in range(L)]
+        d3 = oc.step(Fp16AddSub(lanes=L), [dict(a=xs[l], b=mean, sub=1) for l in range(L)], gb)
+        q = oc.step(Fp16Div(lanes=L), [dict(a=v, b=r) for v in d3], oc.side)
+        qg = oc.step(Fp16Mul(lanes=L), [dict(a=q[l], b=oc.side[l]["g"]) for l in range(L)],
+                     [dict(b=sd["b"]) for sd in oc.side])
+        y = oc.step(Fp16AddSub(lanes=L), [dict(a=qg[l], b=oc.side[l]["b"], sub=0)
+                                           for l in range(L)], [{} for _ in range(L)])
+        m.d.comb += self.o.valid.eq(oc.valid)
+        for l in range(L):
+            m.d.comb += self.o.payload[l].eq(y[l])
+        oc.close(self.o.ready)
+        # the sum reducer: input row in LOAD, squares in the VAR pass
+        load = self.i.valid & self.i.ready
+        with m.If(state == 0):
+            m.d.comb += [rsum.i.valid.eq(self.i.valid), self.i.ready.eq(rsum.i.ready),
+                         rsum.i.payload.last.eq(is_last)]
+            for l in range(L):
+                m.d.comb += rsum.i.payload.x[l].eq(self.i.payload[l].x)
+            vc.close(0)
+        with m.Else():
+            m.d.comb += [rsum.i.valid.eq(vc.valid), rsum.i.payload.last.eq(vlast)]
+            for l in range(L):
+                m.d.comb += rsum.i.payload.x[l].eq(sq[l])
+            vc.close(rsum.i.ready)
+        m.d.comb += [wr.en.eq(load), wr.addr.eq(addr), wr.data.eq(self.i.payload),
+                     rd.addr.eq(addr)]
+        with m.Switch(state):
+            with m.Case(0):
+                with m.If(load):
+                    m.d.sync += addr.eq(Mux(is_last, 0, addr + 1))
+                    with m.If(is_last):
+                        m.d.sync += state.eq(1)
+            with m.Case(1):
+                with m.If(mc.valid):
+                    m.d.sync += [mean.eq(mres[0]), state.eq(2)]
+            with m.Case(2):
+                with m.If(vc.ready & ~done):
+                    m.d.sync += addr.eq(addr + 1)
+                with m.If(done):
+                    m.d.sync += state.eq(3)
+            with m.Case(3):
+                with m.If(rc.valid):
+                    m.d.sync += [r.eq(rres[0]), state.eq(4), addr.eq(0)]
+            with m.Case(4):
+                with m.If(oc.ready & ~done):
+                    m.d.sync += addr.eq(addr + 1)
+                with m.If(self.o.valid & self.o.ready):
+                    m.d.sync += outs.eq(outs + 1)
+                    with m.If(outs == B - 1):
+                        m.d.sync += [outs.eq(0), state.eq(0), addr.eq(0)]
+        return m
+
+
+BLOCKS = [
+    Block("sfu_exp", lambda lanes, degree: ExpUnit(lanes=lanes, degree=degree),
+          {"lanes": 256, "degree": F.EXP_DEGREE},
+          "FP16 exp (Cody-Waite reduction, Taylor degree), one result per cycle per lane",
+          small={"lanes": 2}),
+    Block("sfu_gelu", lambda lanes, degree: GeluUnit(lanes=lanes, degree=degree),
+          {"lanes": 256, "degree": F.EXP_DEGREE},
+          "FP16 GELU (tanh form through exp), one result per cycle per lane",
+          small={"lanes": 2}),
+    Block("sfu_softmax",
+          lambda n, lanes, slots, degree: SoftmaxUnit(n=n, lanes=lanes, slots=slots, degree=degree),
+          {"n": 512, "lanes": 256, "slots": 4, "degree": F.EXP_DEGREE},
+          "FP16 softmax over rows of n (max, exp, sum, divide), three passes per row",
+          small={"n": 16, "lanes": 2}),
+    Block("sfu_layernorm",
+          lambda n, lanes, slots, eps: LayerNormUnit(n=n, lanes=lanes, slots=slots, eps=eps),
+          {"n": 768, "lanes": 256, "slots": 4, "eps": F._h(1e-5)},
+          "FP16 layer norm over rows of n (mean, variance, sqrt, divide, gamma, beta)",
+          small={"n": 16, "lanes": 2}),
+]
