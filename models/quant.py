@@ -166,7 +166,7 @@ class HwLinear(nn.Module):
 
     def forward(self, x):
         shape = x.shape
-        h = x.reshape(-1, shape[-1])
+        h = x.detach().reshape(-1, shape[-1])      # inference only
         if self.backend == "float":
             for mat in self.matrices:
                 h = h.double() @ torch.from_numpy(mat.w)

@@ -1,0 +1,70 @@
+"""``hyflexpim redistribute``: SVD, fine-tuning, rank scores and the SLC/MLC mapping file."""
+
+import os
+import sys
+
+from ..cli import UsageError
+
+NAME = "redistribute"
+HELP = "factor a task's model by SVD, fine-tune, rank and write the SLC/MLC mapping (JSON)"
+TASKS = ("tiny", "digits", "fashion", "minilm", "austen")
+POLICIES = ("gradient", "rank", "magnitude", "random")
+
+
+def add_arguments(p):
+    p.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
+    p.add_argument("--policy", default="gradient", help=f"one of {', '.join(POLICIES)}")
+    p.add_argument("--slc", type=float, default=10.0, metavar="K",
+                   help="SLC rate in percent of ranks (or weights), 0..100 (default 10)")
+    p.add_argument("--mode", default="hardware",
+                   help="hardware (A=U S, B=V^T, accumulated gradient score) or paper "
+                        "(U, S, V with head, last-batch |dL/dS| score)")
+    p.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="data split / random policy seed")
+    p.add_argument("--small", action="store_true", help="subsampled data (fast)")
+    p.add_argument("--no-cache", action="store_true", help="retrain, do not use checkpoints")
+    p.add_argument("--out", required=True, help="mapping JSON to write")
+
+
+def load_algo():
+    """Import the torch-based modules, or a one-line UsageError naming the install."""
+    try:
+        from ...models._torch import torch
+    except ImportError as exc:
+        raise UsageError(str(exc) if "pip install" in str(exc)
+                         else "PyTorch is needed for this (the 'algo' extra): pip install -e .[algo]") from None
+    # One thread by default: on a shared 2-core machine more threads only spin.
+    torch.set_num_threads(int(os.environ.get("HYFLEXPIM_TORCH_THREADS", "1")))
+
+
+def check_common(args):
+    if args.task not in TASKS:
+        raise UsageError(f"task must be one of {', '.join(TASKS)}, not {args.task!r}")
+    if args.mode not in ("hardware", "paper"):
+        raise UsageError(f"mode must be 'hardware' or 'paper', not {args.mode!r}")
+    if args.epochs < 0:
+        raise UsageError(f"epochs must be a non-negative integer, not {args.epochs!r}")
+
+
+def run(args):
+    check_common(args)
+    if args.policy not in POLICIES:
+        raise UsageError(f"policy must be one of {', '.join(POLICIES)}, not {args.policy!r}")
+    if not 0 <= args.slc <= 100:
+        raise UsageError(f"SLC rate k must be in [0, 100], not {args.slc!r}")
+    load_algo()
+    from ...models.algo_tasks import get_task
+    from ...models.accuracy import prepare, mapping_for
+    from ...models.redistribute import save_mapping
+    task = get_task(args.task, small=args.small, seed=args.seed)
+    prep = prepare(task, args.mode, ft_epochs=args.epochs, cache=not args.no_cache)
+    f = prep.figures
+    print(f"{args.task} ({args.mode}): {task.metric_name} base {f['base']:.4f}, truncated "
+          f"{f['truncated']:.4f}, fine-tuned {f['finetuned']:.4f}; top-10% score share "
+          f"{f['top10_before']:.3f} before, {f['top10_after']:.3f} after fine-tuning",
+          file=sys.stderr)
+    mp = mapping_for(prep, args.policy, args.slc, seed=args.seed)
+    save_mapping(mp, args.out)
+    print(f"wrote {args.out} ({len(mp['matrices'])} matrices, policy {args.policy}, "
+          f"SLC {args.slc:g}%)", file=sys.stderr)
+    return 0
