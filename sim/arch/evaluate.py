@@ -109,6 +109,7 @@ def evaluate_plan(pl, gen=None):
     t_vec = vector_time("mlc", params=p)       # 800 ns in both modes (read-bound planes)
     t_first = first_result_time("mlc", params=p)
     g, K, P = pl.g, pl.copies, pl.pus_per_layer
+    ppc = P / K                                    # PUs per copy (digital PIM, SFUs, buses)
     L = model.layers
     causal = model.causal
     if causal:
@@ -134,7 +135,7 @@ def evaluate_plan(pl, gen=None):
         dec = attention_counts(model, G, int(ctx.sum()))
         _add(e_tot, _attention_energy(dec, p), L)
     # global bus: hidden state handed from layer to layer; copies exchange K/V; TP all-reduces
-    glob_per_layer = S * model.hidden + (K - 1) * S * 2 * model.d_kv + S * 2 * (g - 1) * model.hidden * 4
+    glob_per_layer = S * model.hidden + (K - 1) * S * 2 * model.d_kv + S * 2 * (ppc - 1) * model.hidden * 4
     e_tot["bus"] += L * glob_per_layer * 8 * p.bus_j_per_bit
     links = pl.chips_per_pipeline - 1
     e_tot["chip_link"] += links * S * model.hidden * 8 * p.link_j_per_bit
@@ -146,12 +147,12 @@ def evaluate_plan(pl, gen=None):
         per_rep = math.ceil(rows / rep)
         analog = per_rep * t_vec
         att = attention_counts(model, rows, _pairs_prefill(n_pre, causal) * rows // max(1, n_pre))
-        dig = digital_products_time(att["products"], pus=g, params=p)
-        sfu = sfu_time(att["sfu_inputs"], pus=g, params=p)
-        inner = (rows * lb + att["bus_bytes"]) / (p.bus_bw * g)
+        dig = digital_products_time(att["products"], pus=ppc, params=p)
+        sfu = sfu_time(att["sfu_inputs"], pus=ppc, params=p)
+        inner = (rows * lb + att["bus_bytes"]) / (p.bus_bw * ppc)
         period_layers.append(max(analog, dig, sfu, inner))
         depths = _step_depths(model, lm)
-        softmax = sfu_time(model.heads * _pairs_prefill(n_pre, causal) * rows // max(1, n_pre), pus=g, params=p)
+        softmax = sfu_time(model.heads * _pairs_prefill(n_pre, causal) * rows // max(1, n_pre), pus=ppc, params=p)
         lat_pre += (sum(depths) * t_first + 2 * (per_rep - 1) * t_vec + dig + softmax
                     + glob_per_layer * n_pre / S / p.bus_bw)
     lat_pre += links * n_pre * model.hidden / p.link_bw

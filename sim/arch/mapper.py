@@ -20,9 +20,10 @@ Tile group -> arrays
 
 Layer -> PUs -> chips
     A layer copy of A arrays needs ``g = ceil(A / 12288)`` PUs (tensor parallel when
-    ``g > 1``). With ``pus_per_layer = P`` (a multiple of g) the layer has ``P / g``
-    copies that split the tokens; when ``g = 1`` each PU also holds
-    ``floor(12288 / A)`` replicas of the layer in its spare arrays. A chip holds
+    ``g > 1``). With ``pus_per_layer = P >= g`` the layer has ``floor(P / g)`` copies
+    that split the tokens, each spread over ``P / copies`` PUs (whose digital PIM, SFUs
+    and buses it uses); when ``g = 1`` each PU also holds ``floor(12288 / A)`` replicas
+    of the layer in its spare arrays. Default P: the largest that keeps the chip count. A chip holds
     ``floor(24 / P)`` layers (pipeline), ``ceil(layers / that)`` chips make one
     pipeline, and spare chips hold further pipelines (data parallel).
 
@@ -432,7 +433,7 @@ class Plan:
             pu0 = (li % self.layers_per_chip) * self.pus_per_layer
             for copy in range(self.copies):
                 for r in range(rep):
-                    off = (copy * self.g * C) + (r * lm.arrays if self.g == 1 else 0)
+                    off = (copy * (self.pus_per_layer // self.copies) * C) + (r * lm.arrays if self.g == 1 else 0)
                     for role, mm in lm.matrices.items():
                         for gr in mm.groups:
                             a = off
@@ -513,12 +514,12 @@ def plan(model, seq, slc=0.1, design="hyflexpim", *, slc_map=None, svd=True, chi
     if pus_per_layer is None:
         budget = chips if chips is not None else min_chips
         P = g
-        while P + g <= p.pus_per_chip and math.ceil(model.layers / (p.pus_per_chip // (P + g))) <= budget:
-            P += g
+        while P < p.pus_per_chip and math.ceil(model.layers / (p.pus_per_chip // (P + 1))) <= budget:
+            P += 1
     else:
         P = pus_per_layer
-        if P % g:
-            raise FitError(f"pus_per_layer must be a multiple of {g} for {model.name} "
+        if P < g:
+            raise FitError(f"pus_per_layer must be at least {g} for {model.name} "
                            f"({a_max:,} arrays per layer = {g} PUs), not {P}")
         if P > p.pus_per_chip:
             raise ValueError(f"pus_per_layer must be in 1..{p.pus_per_chip}, not {P}")
@@ -535,8 +536,8 @@ def plan(model, seq, slc=0.1, design="hyflexpim", *, slc_map=None, svd=True, chi
         gen = seq // 2 if gen is None else gen
         if isinstance(gen, bool) or not isinstance(gen, int) or not 0 <= gen < seq:
             raise ValueError(f"gen must be an integer in 0..{seq - 1} (tokens generated within seq), not {gen!r}")
-    # Digital PIM: each copy holds the full K/V; heads are split over the g PUs of a copy.
+    # Digital PIM: each copy holds the full K/V; heads are split over the PUs of a copy.
     rows = math.ceil(seq / copies)
-    dig = digital_usage(model, seq, batch if model.causal else 1, 1.0 / g, p, rows_total=rows)
+    dig = digital_usage(model, seq, batch if model.causal else 1, 1.0 / (P // copies), p, rows_total=rows)
     return Plan(model, design, seq, batch, layers, g, P, copies, replicas, lpc, cpp, chips,
                 chips // cpp, dig, p)
