@@ -301,3 +301,20 @@ def test_decoder_modes_and_baselines():
     d = evaluate("gpt2", 512, 0.1, "non-pim", gen=1)
     w = 12 * get_model("gpt2").weights_per_layer()
     assert d["generation_time_s"] >= w / P.baseline("dram_bytes_per_s")
+
+
+def test_slc_map_from_redistribute_format(tmp_path):
+    f = tmp_path / "map.json"
+    f.write_text(json.dumps({"format": "hyflexpim-slc-mapping", "version": 1, "policy": "gradient",
+                             "matrices": {
+        "bert.encoder.layer.0.intermediate.dense": {
+            "shape": [1024, 4096], "rank": 819, "policy": "gradient", "slc_fraction": 3 / 819,
+            "slc_count": 3, "slc_ranks": [1, 7, 9], "scores": [0.0] * 819,
+            "factors": {"A": {"shape": [1024, 819], "slc": "columns"}}},
+        "bert.encoder.layer.0.output.dense": {
+            "shape": [4096, 1024], "rank": None, "policy": "magnitude", "slc_fraction": 0.25,
+            "slc_count": 256, "slc_mask": "x"}}}))
+    pl = plan("bert-large", 128, 0.0, slc_map=str(f))
+    f1, f2 = pl.layers[0].matrices["ffn1"], pl.layers[0].matrices["ffn2"]
+    assert (f1.svd, f1.k_slc, f1.groups[0].indices) == (True, 3, (1, 7, 9))
+    assert (f2.svd, f2.k_slc) == (False, 256)

@@ -274,7 +274,9 @@ def load_slc_map(path_or_dict, fraction=0.0):
     if not isinstance(mats, dict):
         raise ValueError(f"mapping file {src}: 'matrices' must be an object of matrix entries")
     spec = SlcSpec(fraction, source=src)
-    allowed = {"shape", "rank", "slc_ranks", "slc_fraction", "svd", "layer", "role"}
+    allowed = {"shape", "rank", "slc_ranks", "slc_fraction", "svd", "layer", "role",
+               # written by models/redistribute.py (format "hyflexpim-slc-mapping"), not used here
+               "policy", "slc_count", "factors", "scores", "slc_mask"}
     for name, e in mats.items():
         if name in ("format", "model", "version", "_about") and not isinstance(e, dict):
             continue
@@ -284,8 +286,12 @@ def load_slc_map(path_or_dict, fraction=0.0):
         if bad:
             raise ValueError(f"mapping entry {name!r}: unknown key(s) {', '.join(bad)}; "
                              f"allowed: {', '.join(sorted(allowed))}")
-        if "slc_ranks" in e and "slc_fraction" in e:
-            raise ValueError(f"mapping entry {name!r}: give slc_ranks or slc_fraction, not both")
+        e = dict(e)
+        if "slc_ranks" in e:                 # the rank list wins over a fraction given beside it
+            e.pop("slc_fraction", None)
+        if "rank" in e and e["rank"] is None:  # unfactored entry (policy 'magnitude')
+            e.pop("rank")
+            e["svd"] = False
         if "slc_ranks" not in e and "slc_fraction" not in e:
             raise ValueError(f"mapping entry {name!r}: needs slc_ranks or slc_fraction")
         if "slc_fraction" in e:
