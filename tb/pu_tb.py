@@ -109,7 +109,6 @@ class CrossbarBank:
         self.samples = 0
 
     async def run(self):
-        rows = np.arange(ROWS)
         while True:
             await FallingEdge(self.dut.clk)
             for entry in self.arrays:
@@ -122,7 +121,8 @@ class CrossbarBank:
                     sig["cmp"].value = 0
                 if int(sig["sample"].value) and int(self.dut.rst.value) == 0:
                     wl = sig["wl"].value.to_unsigned()
-                    entry[2] = xb.held_values((wl >> rows) & 1)
+                    bits = np.array([(wl >> r) & 1 for r in range(ROWS)], dtype=np.int64)
+                    entry[2] = xb.held_values(bits)
                     self.samples += 1
 
 
