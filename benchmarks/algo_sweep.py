@@ -28,11 +28,18 @@ def run(argv=None):
     ap.add_argument("--small", action="store_true")
     ap.add_argument("--eval-limit", type=int)
     ap.add_argument("--modes", default="hardware,paper")
+    ap.add_argument("--paper-std", default="0.025")
+    ap.add_argument("--ber", default="0.0404")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
     out = a.out or f"{Path.home()}/.cache/hyflexpim/bench/algo_{a.task}{'_small' if a.small else ''}_{a.backend}"
+    if a.out is None and a.paper_std != "0.025":
+        out += f"_std{a.paper_std}"
+    if a.out is None and a.ber != "0.0404":
+        out += f"_ber{a.ber}"
     argv2 = ["accuracy", "--task", a.task, "--sweep", "--backend", a.backend, "--seeds",
-             str(a.seeds), "--epochs", str(a.epochs), "--modes", a.modes, "--out", out]
+             str(a.seeds), "--epochs", str(a.epochs), "--modes", a.modes, "--out", out, "--paper-std", a.paper_std,
+             "--ber", a.ber]
     if a.small:
         argv2.append("--small")
     if a.eval_limit:

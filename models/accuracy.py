@@ -147,7 +147,8 @@ def smallest_k(rows, ref, higher_is_better, tol=0.01):
 
 
 def sweep(task, *, modes=NOISE_MODES, policies=POLICIES, ks=KS, seeds=(0, 1, 2), ft_epochs=2,
-          hw_backend="faithful", cache=True, quiet=False, log=print):
+          hw_backend="faithful", cache=True, quiet=False, log=print, ber=DEFAULT_MLC_BER,
+          paper_std=PAPER_STD):
     """Metric vs SLC rate for each mode x policy x k x seed. Returns (rows, summary)."""
     from tqdm import tqdm
     for p in policies:
@@ -173,9 +174,10 @@ def sweep(task, *, modes=NOISE_MODES, policies=POLICIES, ks=KS, seeds=(0, 1, 2),
         t = time.time()
         for pol, k, s in bar:
             mp = mapping_for(prep, pol, k, seed=s)
-            v = evaluate_mapping(prep, mp, seed=s, backend=be)
+            v = evaluate_mapping(prep, mp, seed=s, backend=be, ber=ber, paper_std=paper_std)
             rows.append(dict(task=task.name, mode=mode, backend=be, policy=pol, k=k, seed=s,
-                             metric=v, metric_name=task.metric_name))
+                             metric=v, metric_name=task.metric_name,
+                             noise=paper_std if mode == "paper" else ber))
         summary[mode]["sweep_s"] = time.time() - t
         for pol in policies:
             ref = refs["base" if pol == "magnitude" else "factored"]

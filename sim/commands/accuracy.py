@@ -22,6 +22,10 @@ def add_arguments(p):
     p.add_argument("--policies", default=",".join(POLICIES), help="comma-separated policies")
     p.add_argument("--ks", default="0,5,10,20,30,50,100", help="comma-separated SLC rates")
     p.add_argument("--modes", default="hardware,paper", help="noise modes of the sweep")
+    p.add_argument("--ber", type=float, default=0.0404,
+                   help="hardware mode: device 2-bit MLC bit error rate (default 0.0404)")
+    p.add_argument("--paper-std", type=float, default=0.025,
+                   help="paper mode: noise std per 2-bit group (default 0.025)")
     p.add_argument("--seeds", type=int, default=3, help="noise seeds (default 3)")
     p.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs (default 2)")
     p.add_argument("--seed", type=int, default=0, help="data split seed")
@@ -54,6 +58,10 @@ def run(args):
             raise UsageError(f"mode must be 'hardware' or 'paper', not {m!r}")
     if args.backend not in (None, "faithful", "fast"):
         raise UsageError(f"backend must be 'faithful' or 'fast', not {args.backend!r}")
+    if not 0 < args.ber < 0.5:
+        raise UsageError(f"ber must be in (0, 0.5), not {args.ber!r}")
+    if not 0 <= args.paper_std <= 1:
+        raise UsageError(f"paper-std must be in [0, 1], not {args.paper_std!r}")
     if args.seeds < 1:
         raise UsageError(f"seeds must be a positive integer, not {args.seeds!r}")
     if not args.sweep and not args.mapping:
@@ -72,13 +80,15 @@ def run(args):
         prep = acc.prepare(task, mode, ft_epochs=args.epochs, cache=not args.no_cache)
         be = args.backend if mode == "hardware" else None
         for s in range(args.seeds):
-            v = acc.evaluate_mapping(prep, mp, seed=s, backend=be)
+            v = acc.evaluate_mapping(prep, mp, seed=s, backend=be, ber=args.ber,
+                                     paper_std=args.paper_std)
             print(f"{args.task} {mode} policy={mp['policy']} k={mp['slc_percent']:g} seed={s}: "
                   f"{task.metric_name} {v:.4f}")
         return 0
     rows, summary = acc.sweep(task, modes=modes, policies=pols, ks=ks,
                               seeds=tuple(range(args.seeds)), ft_epochs=args.epochs,
                               hw_backend=args.backend or "faithful", cache=not args.no_cache,
+                              ber=args.ber, paper_std=args.paper_std,
                               log=lambda s: print(s, file=sys.stderr))
     out = Path(args.out)
     acc.write_csv(rows, out.with_suffix(".csv"))
