@@ -12,12 +12,13 @@ DEFAULT = dict(rows=64, cols=128, slc_bits=6, mlc_bits=7, result_width=32, read_
 ODD = dict(rows=24, cols=48, slc_bits=5, mlc_bits=6, result_width=28, read_cycles=1)
 
 
-def _run(params, testcase=None, seed=None):
+def _run(params, testcase=None, seed=None, quick=False):
     seed = seed if seed is not None else int(os.environ.get("HYFLEXPIM_SEED", "1"))
     print(f"cocotb seed: HYFLEXPIM_SEED={seed}")
     return run_cocotb(AnalogArray(**params), toplevel="analog_array",
                       test_module="hyflexpim.tb.analog_tb", params=params,
-                      extra_env={"HYFLEXPIM_SEED": seed}, testcase=testcase)
+                      extra_env={"HYFLEXPIM_SEED": seed, "HYFLEXPIM_QUICK": int(quick)},
+                      testcase=testcase)
 
 
 def test_small_array_all_cases():
@@ -33,7 +34,8 @@ def test_odd_geometry_and_adc_resolution():
 
 def test_published_array_64x128():
     passed, _ = _run(DEFAULT, testcase=["random_slc_mlc_noise_off_and_on",
-                                        "corner_cases_and_saturation", "stream_throughput"])
+                                        "corner_cases_and_saturation", "stream_throughput"],
+                     quick=True)
     assert passed == 3
 
 
