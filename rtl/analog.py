@@ -44,9 +44,17 @@ from ..models.encoding import INPUT_BITS, WEIGHT_OFFSET
 from ..sim.blocks import Block
 
 __all__ = [
-    "Mode", "CrossbarSignature", "vector_layout", "plane_layout", "code_layout",
+    "PIPELINE_LATENCY", "Mode", "CrossbarSignature", "vector_layout", "plane_layout", "code_layout",
     "result_layout", "WordlineDriver", "SarAdcController", "ShiftAdd", "AnalogArray",
 ]
+
+
+#: Cycles an idle array adds to ``read_cycles + 8 * cols * steps`` between the cycle
+#: an input vector is transferred on ``i`` and the cycle its result is transferred on
+#: ``o`` (wordlines settle after the IR load, the sample strobe, the code register and
+#: the shift-and-add register). A stream of ``n`` vectors completes in
+#: ``read_cycles + PIPELINE_LATENCY + n * 8 * cols * steps`` cycles.
+PIPELINE_LATENCY = 3
 
 
 class Mode(enum.Enum, shape=1):
