@@ -154,13 +154,11 @@ def _exp_steps(ch, args, keep, degree):
         q = ch.step(Fp16AddSub(lanes=lanes), [dict(a=coeffs[i], b=v, sub=0) for v in fq],
                     ch.side)
         fs = [sd["f"] for sd in ch.side]
-    k = [Signal(range(-512, 512), name=f"{ch._prefix}_k{l}") for l in range(lanes)]
-    kc = [Signal(range(-24, 16), name=f"{ch._prefix}_kc{l}") for l in range(lanes)]
-    j = [Signal(range(-4, 5), name=f"{ch._prefix}_j{l}") for l in range(lanes)]
-    for l in range(lanes):
-        ch._m.d.comb += [k[l].eq(ch.side[l]["kfrac"] - 512),
-                         kc[l].eq(Mux(k[l] < -24, -24, Mux(k[l] > 15, 15, k[l]))),
-                         j[l].eq(k[l] - kc[l])]
+    # plain expressions (no comb Signals): Icarus only evaluates an always-block when an
+    # input changes, which left kc/j X when k kept its initial value
+    k = [sd["kfrac"] - 512 for sd in ch.side]
+    kc = [Mux(kk < -24, -24, Mux(kk > 15, 15, kk)) for kk in k]
+    j = [k[l] - kc[l] for l in range(lanes)]
     side = [dict({n: v for n, v in sd.items() if n not in ("f", "kfrac")}, kc=kc[l])
             for l, sd in enumerate(ch.side)]
     p = ch.step(Fp16Mul(lanes=lanes), [dict(a=q[l], b=_pow2(j[l])) for l in range(lanes)], side)
@@ -552,17 +550,13 @@ class LayerNormUnit(_RowUnit):
         oc.close(self.o.ready)
         # the sum reducer: input row in LOAD, squares in the VAR pass
         load = self.i.valid & self.i.ready
-        with m.If(state == 0):
-            m.d.comb += [rsum.i.valid.eq(self.i.valid), self.i.ready.eq(rsum.i.ready),
-                         rsum.i.payload.last.eq(is_last)]
-            for l in range(L):
-                m.d.comb += rsum.i.payload.x[l].eq(self.i.payload[l].x)
-            vc.close(0)
-        with m.Else():
-            m.d.comb += [rsum.i.valid.eq(vc.valid), rsum.i.payload.last.eq(vlast)]
-            for l in range(L):
-                m.d.comb += rsum.i.payload.x[l].eq(sq[l])
-            vc.close(rsum.i.ready)
+        loading = state == 0
+        m.d.comb += [rsum.i.valid.eq(Mux(loading, self.i.valid, vc.valid)),
+                     self.i.ready.eq(rsum.i.ready & loading),
+                     rsum.i.payload.last.eq(Mux(loading, is_last, vlast))]
+        for l in range(L):
+            m.d.comb += rsum.i.payload.x[l].eq(Mux(loading, self.i.payload[l].x, sq[l]))
+        vc.close(rsum.i.ready & ~loading)
         m.d.comb += [wr.en.eq(load), wr.addr.eq(addr), wr.data.eq(self.i.payload),
                      rd.addr.eq(addr)]
         with m.Switch(state):
