@@ -105,6 +105,8 @@ smtbmc yices
 [script]
 read_rtlil harness.il
 prep -top top
+memory_map
+opt -fast
 
 [files]
 harness.il
