@@ -177,6 +177,25 @@ def _special_mux(m, name, normal_r, normal_fl, special, sp_r, sp_fl):
     return r, fl
 
 
+def _finish(m, p, name, sign, exp, sig, sticky, st):
+    """Round-and-pack, override with the special-case result of ``st``, register."""
+    r, fl = _round_pack(m, f"{name}_rp", sign, exp, sig, sticky)
+    r, fl = _special_mux(m, f"{name}_out", r, fl, st.special, st.sp_r, st.sp_fl)
+    out = p.stage(r=r, fl=fl)
+    return out.r, out.fl
+
+
+def _normalize_finish(m, p, name, st, value, bias):
+    """Two stages for an exact ``value``: normalize (MSB exponent ``st.k + bias - lzc``),
+    then :func:`_finish`. ``st`` carries ``sign``, ``k`` and the special-case fields."""
+    norm, lz = _normalize(m, value, f"{name}_n")
+    exp = Signal(signed(8), name=f"{name}_exp")
+    m.d.comb += exp.eq(_sx(st.k) + bias - lz)
+    st = p.stage(sign=st.sign, exp=exp, sig=norm,
+                 special=st.special, sp_r=st.sp_r, sp_fl=st.sp_fl)
+    return _finish(m, p, name, st.sign, st.exp, st.sig, Const(0, 1), st)
+
+
 def _flags(nv=0, dz=0):
     return Cat(Const(0, 3), dz, nv)
 
@@ -284,16 +303,7 @@ class Fp16AddSub(_Fp16Unit):
         s2 = p.stage(sign=sign, k=s1.k, total=total,
                      special=s1.special, sp_r=s1.sp_r, sp_fl=s1.sp_fl)
 
-        norm, lz = _normalize(m, s2.total, f"{name}_n")
-        exp = Signal(signed(8), name=f"{name}_exp")
-        m.d.comb += exp.eq(_sx(s2.k) - 14 - lz)
-        s3 = p.stage(sign=s2.sign, exp=exp, sig=norm,
-                     special=s2.special, sp_r=s2.sp_r, sp_fl=s2.sp_fl)
-
-        r, fl = _round_pack(m, f"{name}_rp", s3.sign, s3.exp, s3.sig, Const(0, 1))
-        r, fl = _special_mux(m, f"{name}_out", r, fl, s3.special, s3.sp_r, s3.sp_fl)
-        s4 = p.stage(r=r, fl=fl)
-        return s4.r, s4.fl
+        return _normalize_finish(m, p, name, s2, s2.total, -14)
 
 
 # ----------------------------------------------------------------------------- mul
@@ -321,16 +331,7 @@ class Fp16Mul(_Fp16Unit):
         s1 = p.stage(sign=sign, k=ua.k + ub.k, prod=ua.sig * ub.sig,
                      special=special, sp_r=sp_r, sp_fl=sp_fl)
 
-        norm, lz = _normalize(m, s1.prod[:22], f"{name}_n")
-        exp = Signal(signed(8), name=f"{name}_exp")
-        m.d.comb += exp.eq(_sx(s1.k) - 29 - lz)
-        s2 = p.stage(sign=s1.sign, exp=exp, sig=norm,
-                     special=s1.special, sp_r=s1.sp_r, sp_fl=s1.sp_fl)
-
-        r, fl = _round_pack(m, f"{name}_rp", s2.sign, s2.exp, s2.sig, Const(0, 1))
-        r, fl = _special_mux(m, f"{name}_out", r, fl, s2.special, s2.sp_r, s2.sp_fl)
-        s3 = p.stage(r=r, fl=fl)
-        return s3.r, s3.fl
+        return _normalize_finish(m, p, name, s1, s1.prod[:22], -29)
 
 
 # ----------------------------------------------------------------------------- div / sqrt
@@ -394,10 +395,7 @@ class Fp16Div(_Recurrence):
         top = st.q[_STEPS - 1]
         sig = Mux(top, st.q, st.q << 1)[:_STEPS]
         exp = Mux(top, st.exp, st.exp - 1)
-        r, fl = _round_pack(m, f"{name}_rp", st.sign, exp, sig, st.rem.any())
-        r, fl = _special_mux(m, f"{name}_out", r, fl, st.special, st.sp_r, st.sp_fl)
-        out = p.stage(r=r, fl=fl)
-        return out.r, out.fl
+        return _finish(m, p, name, st.sign, exp, sig, st.rem.any(), st)
 
 
 class Fp16Sqrt(_Recurrence):
@@ -441,10 +439,7 @@ class Fp16Sqrt(_Recurrence):
             else:
                 st = SimpleNamespace(**vals)
 
-        r, fl = _round_pack(m, f"{name}_rp", Const(0, 1), st.exp, st.root, st.rem.any())
-        r, fl = _special_mux(m, f"{name}_out", r, fl, st.special, st.sp_r, st.sp_fl)
-        out = p.stage(r=r, fl=fl)
-        return out.r, out.fl
+        return _finish(m, p, name, Const(0, 1), st.exp, st.root, st.rem.any(), st)
 
 
 # ----------------------------------------------------------------------------- compare
@@ -528,16 +523,7 @@ class Fp16FromInt32(_Fp16Unit):
         s1 = p.stage(sign=sign, k=us.k, prod=mag * us.sig,
                      special=special, sp_r=sp_r, sp_fl=sp_fl)
 
-        norm, lz = _normalize(m, s1.prod[:43], f"{name}_n")
-        exp = Signal(signed(8), name=f"{name}_exp")
-        m.d.comb += exp.eq(_sx(s1.k) + 17 - lz)
-        s2 = p.stage(sign=s1.sign, exp=exp, sig=norm,
-                     special=s1.special, sp_r=s1.sp_r, sp_fl=s1.sp_fl)
-
-        r, fl = _round_pack(m, f"{name}_rp", s2.sign, s2.exp, s2.sig, Const(0, 1))
-        r, fl = _special_mux(m, f"{name}_out", r, fl, s2.special, s2.sp_r, s2.sp_fl)
-        s3 = p.stage(r=r, fl=fl)
-        return s3.r, s3.fl
+        return _normalize_finish(m, p, name, s1, s1.prod[:43], 17)
 
 
 class Fp16ToInt8(_Fp16Unit):
