@@ -13,7 +13,7 @@ what they measure:
   architecture model's array timing (:func:`hyflexpim.sim.arch.timing.array_cycles`)
   for the same configuration.
 
-    .venv/bin/python -m hyflexpim.benchmarks.bus_fabric            # bus sweep + small layer
+    .venv/bin/python benchmarks/bus_fabric.py                       # bus sweep + small layer
     .venv/bin/python benchmarks/bus_fabric.py --full                # + the 128 x 64 layer on 64 x 128 arrays
 """
 
@@ -35,7 +35,7 @@ def _run_bus(cls_name, params, seed):
     with tempfile.TemporaryDirectory() as tmp:
         rep = Path(tmp) / "report.jsonl"
         run_cocotb(cls(**kw), toplevel="shared_bus", test_module="hyflexpim.tb.bus_tb",
-                   params=params, extra_env={"HYFLEXPIM_SEED": seed,
+                   params=params, extra_env={"HYFLEXPIM_SEED": seed, "COCOTB_LOG_LEVEL": "WARNING",
                                              "HYFLEXPIM_BUS_REPORT": str(rep)},
                    testcase=["saturation_throughput_and_fairness", "uncontended_latency"])
         return [json.loads(line) for line in rep.read_text().splitlines()]
@@ -48,7 +48,8 @@ def _run_pu(pu_params, layer, seed):
         rep = Path(tmp) / "report.jsonl"
         run_cocotb(ProcessingUnit(**pu_params), toplevel="pu", test_module="hyflexpim.tb.pu_tb",
                    params={**pu_params, **layer},
-                   extra_env={"HYFLEXPIM_SEED": seed, "HYFLEXPIM_PU_REPORT": str(rep)},
+                   extra_env={"HYFLEXPIM_SEED": seed, "HYFLEXPIM_PU_REPORT": str(rep),
+                              "COCOTB_LOG_LEVEL": "WARNING"},
                    testcase=["layer_noise_off"])
         return [json.loads(line) for line in rep.read_text().splitlines()]
 

@@ -204,7 +204,8 @@ class SharedBus(wiring.Component):
     :attr:`latency` cycles.
 
     Parameters: ``n_ports`` 2..2**addr_width, ``data_width`` a multiple of 8 in 32..1024,
-    ``fifo_depth`` 2..1024 (2 is enough for one word per cycle), ``addr_width`` 1..16
+    ``fifo_depth`` 2..1024 (at least 3 for one word per cycle into one destination: a
+    ``SyncFIFOBuffered`` of depth 2 takes a word every other cycle), ``addr_width`` 1..16
     (``None``: the smallest that numbers the ports), ``tag_width`` 1..32.
     """
 

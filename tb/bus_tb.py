@@ -46,10 +46,11 @@ def test_seed(name):
     return seed
 
 
-def report(**fields):
-    cocotb.log.info("bus figures: " + json.dumps(fields))
-    if REPORT:
-        with open(REPORT, "a") as f:
+def report(label="bus", path=REPORT, **fields):
+    """Log measured ``fields`` and append them as a JSON line to ``path`` (when set)."""
+    cocotb.log.info(f"{label} figures: " + json.dumps(fields))
+    if path:
+        with open(path, "a") as f:
             f.write(json.dumps(fields) + "\n")
 
 
@@ -117,6 +118,7 @@ class Scoreboard:
     def __init__(self):
         self.pairs = {}
         self.checked = 0
+        self.pending = 0
         self.dropped = 0
         self.latencies = []
 
@@ -125,6 +127,7 @@ class Scoreboard:
             self.dropped += 1        # unknown destination: the bus drops it
             return
         self.pairs.setdefault((src, dst), deque()).append((pkt, cycle))
+        self.pending += 1
 
     def check(self, k, pkt, cycle):
         src, dst = pkt[0], pkt[1]
@@ -135,6 +138,7 @@ class Scoreboard:
         assert pkt == exp, f"pair {src}->{dst}: got {pkt}, expected {exp} (lost, reordered or corrupted)"
         self.latencies.append(cycle - sent_cycle)
         self.checked += 1
+        self.pending -= 1
 
     def leftover(self):
         return {pair: len(q) for pair, q in self.pairs.items() if q}
@@ -206,8 +210,12 @@ class TB:
                 drv.queue.append((d, Kind(self.rng.randrange(4)), self.rng.getrandbits(TW),
                                   self.rng.getrandbits(DW)))
 
-    async def run(self, max_cycles=200000, drain=60):
+    async def run(self, max_cycles=200000, drain=60, stall=2000):
+        """Run until every driver is done and every expected packet has arrived, then
+        ``drain`` more cycles (nothing more may arrive). Fails after ``stall`` cycles
+        without a delivery while packets are still expected."""
         idle = 0
+        last_progress, last_checked = self.cycle, self.scoreboard.checked
         while idle < drain:
             for part in self.drivers + self.monitors:
                 part.drive()
@@ -218,7 +226,12 @@ class TB:
             await RisingEdge(self.dut.clk)
             self.cycle += 1
             assert self.cycle < max_cycles, "bus made no progress"
-            idle = 0 if any(d.busy for d in self.drivers) else idle + 1
+            if self.scoreboard.checked != last_checked:
+                last_progress, last_checked = self.cycle, self.scoreboard.checked
+            pending = self.scoreboard.pending
+            assert not pending or self.cycle - last_progress < stall, \
+                f"no delivery for {stall} cycles, still expected: {self.scoreboard.leftover()}"
+            idle = 0 if pending or any(d.busy for d in self.drivers) else idle + 1
 
     def final_checks(self):
         sent = sum(d.sent for d in self.drivers)
@@ -273,9 +286,12 @@ async def saturation_throughput_and_fairness(dut):
     tb.random_traffic(per_port, dest=0)
     await tb.run()
     tb.final_checks()
-    assert tb.fairness.max_wait == N - 1, "with all ports contending the bound is reached"
     hot = tb.fairness.grants / (tb.fairness.last_grant - tb.fairness.first_grant + 1)
-    assert hot > 0.9, f"hot-spot bus moved only {hot:.3f} words per cycle"
+    if P.get("fifo_depth", 4) >= 3:
+        # A SyncFIFOBuffered of depth 2 takes a word only every other cycle, so only deeper
+        # output FIFOs let one destination take a word per cycle.
+        assert hot > 0.9, f"hot-spot bus moved only {hot:.3f} words per cycle"
+        assert tb.fairness.max_wait == N - 1, "with all ports contending the bound is reached"
     report(test="saturation_hot_spot", n_ports=N, words=tb.fairness.grants,
            words_per_cycle=round(hot, 4),
            max_wait=tb.fairness.max_wait, wait_bound=N - 1,

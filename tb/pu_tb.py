@@ -35,6 +35,7 @@ from hyflexpim.models.crossbar import Crossbar
 from hyflexpim.rtl.bus import (Kind, packet_layout, pack_packet, unpack_packet, config_word,
                                AGG_REG_PARTS, AGG_REG_DEST)
 from hyflexpim.rtl.pu import REG_MODE, ENTRY_USED
+from hyflexpim.tb.bus_tb import test_seed, report as _report
 
 P = json.loads(os.environ.get("HYFLEXPIM_PARAMS", "{}"))
 N_MODULES = P.get("n_modules", 2)
@@ -58,21 +59,7 @@ BPW = DW // 8
 WORDS = -(-ROWS // BPW)
 WORD_BITS = (WORDS - 1).bit_length()
 BER = 0.0404
-BASE_SEED = int(os.environ.get("HYFLEXPIM_SEED", "1"))
 REPORT = os.environ.get("HYFLEXPIM_PU_REPORT")
-
-
-def test_seed(name):
-    seed = (BASE_SEED * 1000003 + sum(map(ord, name))) & 0xFFFFFFFF
-    cocotb.log.info(f"{name}: seed {seed} (replay: HYFLEXPIM_SEED={BASE_SEED})")
-    return seed
-
-
-def report(**fields):
-    cocotb.log.info("pu figures: " + json.dumps(fields))
-    if REPORT:
-        with open(REPORT, "a") as f:
-            f.write(json.dumps(fields) + "\n")
 
 
 class Layer:
@@ -300,7 +287,7 @@ async def layer_test(dut, name, ber, p_ready=0.7, p_valid=1.0):
     sb = tb.scoreboard
     lat = [v[4] - v[3] for v in sb.vectors]
     total = sb.vectors[-1][4] - start
-    report(test=name, ber=ber, m=M, n=N, n_slc=N_SLC, rows=ROWS, cols=COLS,
+    _report("pu", REPORT, test=name, ber=ber, m=M, n=N, n_slc=N_SLC, rows=ROWS, cols=COLS,
            arrays=len(tb.layer.tiles), modules=N_MODULES, arrays_per_module=APM,
            vectors=len(xs), first_vector_latency=lat[0], total_cycles=total,
            cycles_per_vector_mlc_array=cycles_per_vector("mlc"),
