@@ -51,7 +51,11 @@ def run_cocotb(component, *, toplevel, test_module, params=None, extra_env=None,
     waves = os.environ.get("HYFLEXPIM_WAVES", "") not in ("", "0")
     runner = get_runner("icarus")
     logs = dict(log_file=bdir / "sim.log") if quiet else {}
-    runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=bdir,
+    # Icarus in its default -g2012 mode never evaluates an ``always @*`` block whose
+    # inputs keep their initial values, leaving outputs that depend only on it at X;
+    # Amaranth emits such blocks for constant logic. -g2005 (given last, it wins)
+    # evaluates them once at time 0.
+    runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=bdir, build_args=["-g2005"],
                  timescale=("1ns", "1ps"), waves=waves, always=True, **logs)
     env = {"HYFLEXPIM_PARAMS": json.dumps(params, default=str)}
     env.update({k: str(v) for k, v in (extra_env or {}).items()})
