@@ -49,7 +49,7 @@ def run(argv=None):
     wall = time.time() - t
     if rc:
         return rc
-    summary = json.loads(Path(out).with_suffix(".json").read_text())
+    summary = json.loads(Path(f"{out}.json").read_text())
     for mode, s in summary.items():
         print(f"\n== {a.task} / {mode} noise ({s['metric']}) ==")
         print(f"base {s['base']:.4f}  truncated {s['truncated']:.4f}  fine-tuned "

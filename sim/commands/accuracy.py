@@ -90,13 +90,14 @@ def run(args):
                               hw_backend=args.backend or "faithful", cache=not args.no_cache,
                               ber=args.ber, paper_std=args.paper_std,
                               log=lambda s: print(s, file=sys.stderr))
-    out = Path(args.out)
-    acc.write_csv(rows, out.with_suffix(".csv"))
-    acc.plot_sweep(rows, out.with_suffix(".png"), summary)
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=1, default=float))
+    def out(ext):        # PREFIX.ext, the prefix kept whole even if it has a dot
+        return Path(f"{args.out}{ext}")
+    acc.write_csv(rows, out(".csv"))
+    acc.plot_sweep(rows, out(".png"), summary)
+    out(".json").write_text(json.dumps(summary, indent=1, default=float))
     for mode, s in summary.items():
         ks_txt = ", ".join(f"{p} {s.get(f'smallest_k_{p}')}" for p in pols)
         print(f"{args.task} {mode}: smallest k within 1% of noise-free INT8: {ks_txt}")
-    print(f"wrote {out.with_suffix('.csv')}, {out.with_suffix('.png')}, {out.with_suffix('.json')}",
+    print(f"wrote {out('.csv')}, {out('.png')}, {out('.json')}",
           file=sys.stderr)
     return 0
