@@ -1,7 +1,8 @@
 """Evidence for docs/algorithm.md: the whole flow on one task, with wall times.
 
     .venv/bin/python benchmarks/algo_sweep.py digits [--backend faithful|fast] [--seeds 3]
-        [--small] [--eval-limit N] [--out benchmarks/out/algo_digits]
+        [--small] [--eval-limit N] [--ks 0,5,...] [--policies ...] [--modes hardware,paper]
+        [--paper-std 0.025] [--ber 0.0404] [--out PREFIX]
 
 Prints: base / truncated / fine-tuned metric, the top-5% / top-10% share of the rank
 scores before and after fine-tuning, the noise-free INT8 references, the metric vs SLC
@@ -30,6 +31,8 @@ def run(argv=None):
     ap.add_argument("--modes", default="hardware,paper")
     ap.add_argument("--paper-std", default="0.025")
     ap.add_argument("--ber", default="0.0404")
+    ap.add_argument("--ks", default="0,5,10,20,30,50,100")
+    ap.add_argument("--policies", default="gradient,rank,magnitude,random")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
     out = a.out or f"{Path.home()}/.cache/hyflexpim/bench/algo_{a.task}{'_small' if a.small else ''}_{a.backend}"
@@ -39,7 +42,7 @@ def run(argv=None):
         out += f"_ber{a.ber}"
     argv2 = ["accuracy", "--task", a.task, "--sweep", "--backend", a.backend, "--seeds",
              str(a.seeds), "--epochs", str(a.epochs), "--modes", a.modes, "--out", out, "--paper-std", a.paper_std,
-             "--ber", a.ber]
+             "--ber", a.ber, "--ks", a.ks, "--policies", a.policies]
     if a.small:
         argv2.append("--small")
     if a.eval_limit:

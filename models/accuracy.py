@@ -18,7 +18,6 @@ The ``magnitude`` policy uses the unfactored base model in both modes.
 
 import copy
 import csv
-import math
 import time
 from pathlib import Path
 

@@ -71,10 +71,6 @@ class RVector:
         return f"RVector({self.rtype}, len={len(self.values)}, attrs={list(self.attrs)})"
 
 
-class _Pair:
-    """Pairlist cell while reading (tag, car), flattened to a list of pairs."""
-
-
 _NILVALUE, _REFSXP, _GLOBALENV, _UNBOUND, _MISSINGARG, _BASENAMESPACE = 254, 255, 253, 252, 251, 250
 _NAMESPACESXP, _PACKAGESXP, _PERSISTSXP, _EMPTYENV, _BASEENV = 249, 248, 247, 242, 241
 _ATTRLANGSXP, _ATTRLISTSXP, _ALTREP = 240, 239, 238
