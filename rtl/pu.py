@@ -1,15 +1,28 @@
-"""Processing unit (PU): analog modules, partial-sum aggregation and the inner-unit bus.
+"""Processing unit (PU): analog modules, digital modules, aggregation, inner bus, bridge.
 
 Structure (inner-bus port numbers)::
 
-    port 0               bridge: the PU's ``i`` / ``o`` packet streams (to the global bus side)
-    ports 1..n_modules   analog modules (:class:`AnalogModule`), each with
-                         ``arrays_per_module`` arrays (:class:`~hyflexpim.rtl.analog.AnalogArray`)
-    port n_modules + 1   partial-sum aggregator (:class:`~hyflexpim.rtl.bus.PartialSumAggregator`)
+    port 0                      bridge (:class:`Bridge`): the PU's ``i`` / ``o`` packet
+                                streams, in global-bus addresses
+    ports 1..n_modules          analog modules (:class:`AnalogModule`), each with
+                                ``arrays_per_module`` arrays (:class:`~hyflexpim.rtl.analog.AnalogArray`)
+    port n_modules + 1          partial-sum aggregator (:class:`~hyflexpim.rtl.bus.PartialSumAggregator`)
+    ports n_modules + 2 + d     digital modules (:class:`~hyflexpim.rtl.digital.DigitalModule`,
+                                the SFU path), d = 0..n_digital-1
 
 Everything the PU does is driven by packets (format of :mod:`hyflexpim.rtl.bus`) that
-enter by ``i``; results leave by ``o``. Packets on ``i`` / ``o`` carry inner-bus
-addresses (``PU.MODULE_PORT(k)``, ``PU.agg_port``, 0 for the bridge).
+enter by ``i``; packets leave by ``o``. ``i`` / ``o`` carry GLOBAL addresses
+(``ext_addr_width`` bits; a :class:`~hyflexpim.rtl.bus.GlobalBus` stamps the source and
+routes on the destination); the bridge translates (see :class:`Bridge`):
+
+* CONFIG in: ``data[24:32]`` names the inner port it is for (0: the bridge itself);
+* ACTIVATION in: tag = input word ``w`` of the layer's input vector (``words`` INT8
+  words per row chunk, ``w = chunk * words + word in chunk``); the bridge sends a copy
+  to every array whose bit is set in the chunk's scatter mask;
+* PARTIAL_SUM in: to the aggregator (a layer split over PUs); RESULT in: to the
+  ``BR_REG_RESULT_IN`` port (default: the first digital module);
+* every packet an inner module sends to port 0 leaves by ``o``, with the global
+  destination (and kind) of its kind's route register.
 
 Analog module protocol (tag and data of the packets it takes, ``a`` = array in module):
 
@@ -26,13 +39,11 @@ Analog module protocol (tag and data of the packets it takes, ``a`` = array in m
   data the INT32 result (sign-extended), where ``parity`` counts the array's result
   vectors modulo 2. The aggregator adds the partials of one tag (``parts`` of them: the
   number of row chunks) and sends the RESULT, same tag, to its destination register
-  (0: the bridge, i.e. ``o``).
+  (0: the bridge, i.e. ``o``; or a digital module, which turns the INT32 results into
+  INT8 activation words for the next layer).
 
 Sequencing rule (the IO side's duty): vector ``v + 2`` may be sent only once every
-result of vector ``v`` has left by ``o`` (two vectors in flight, told apart by
-``parity``).
-
-The digital modules and the SFU are not part of this PU yet (see docs/bus.md).
+output of vector ``v`` has left the PU (two vectors in flight, told apart by ``parity``).
 """
 
 from amaranth.hdl import Signal, Module, Const, Cat, Mux, signed, unsigned
@@ -44,12 +55,23 @@ from ..models.array import ArrayParams
 from .analog import AnalogArray, CrossbarSignature, Mode
 from .bus import (Kind, InnerBus, PartialSumAggregator, RoundRobinArbiter, packet_layout,
                   _check_int, _check_data_width)
+from .digital import DigitalModule
 from ..sim.blocks import Block
 
-__all__ = ["REG_MODE", "ENTRY_USED", "AnalogModule", "ProcessingUnit", "BLOCKS"]
+__all__ = ["REG_MODE", "ENTRY_USED", "BR_REG_ROUTE", "BR_REG_RESULT_IN", "CONFIG_TARGET_SHIFT",
+           "AnalogModule", "Bridge", "ProcessingUnit", "route_value", "BLOCKS"]
 
 REG_MODE = 255          # CONFIG register of an array's cell mode
 ENTRY_USED = 1 << 15    # bit of an output-table value that marks the entry used
+BR_REG_ROUTE = 0xF0     # bridge CONFIG registers 0xF0 + kind: route of outgoing packets
+BR_REG_RESULT_IN = 0xF8  # bridge CONFIG register: inner port of incoming RESULT packets
+CONFIG_TARGET_SHIFT = 24  # incoming CONFIG: data[24:32] = inner port it is for
+
+
+def route_value(dest, kind):
+    """Value of a bridge route register: packets leave for global port ``dest`` as ``kind``."""
+    _check_int("dest", dest, 0, 0xFFF)
+    return (int(Kind(kind).value) << 12) | dest
 
 
 def _connect_xbar(m, outer, inner):
@@ -222,37 +244,198 @@ class AnalogModule(wiring.Component):
         return m
 
 
-class ProcessingUnit(wiring.Component):
-    """A PU: ``n_modules`` analog modules of ``arrays_per_module`` arrays, inner bus, aggregator.
+class Bridge(wiring.Component):
+    """Port 0 of a PU's inner bus: global-address packets in and out, input scatter.
 
-    Ports: ``i`` packets into the PU, ``o`` packets out of it (both on bus port 0),
-    ``xbar[t]`` crossbar interface of array ``t = module * arrays_per_module + a``.
-    Parameters: counts (``n_modules`` 1..64, ``arrays_per_module`` 1..4096), array
-    geometry (as :class:`AnalogArray`), ``data_width``, ``fifo_depth`` (bus FIFOs),
-    ``tag_width`` (2..16: output index bits + 1 parity bit), ``max_parts`` (most row
-    chunks per output the aggregator counts).
+    ``ext_i`` / ``ext_o``: packets from / to the global side (``ext_addr_width``
+    addresses); ``bus_o`` / ``bus_i``: packets to / from the inner bus (inner addresses).
+
+    In (``ext_i`` -> ``bus_o``):
+
+    * CONFIG: ``data[24:32]`` = inner port ``p``. ``p = 0`` writes a bridge register
+      (``data[16:24]``, value ``data[0:16]``); ``0 < p < n_ports``: forwarded to ``p``
+      (tag and ``data[0:24]`` kept); other ``p``: dropped.
+    * ACTIVATION, tag ``c << word_bits | w``: one copy per array ``t`` whose bit is set
+      in the scatter mask of row chunk ``c``, in array order, to its module with tag
+      ``(t % arrays_per_module) << word_bits | w``. Mask of chunk ``c``: bridge registers
+      ``m`` (``m < 0xF0``) with CONFIG tag ``c``: register ``m`` holds mask bits
+      ``16 m .. 16 m + 15``. Chunks ``c >= n_chunks`` have no mask (dropped).
+    * PARTIAL_SUM: to the aggregator; RESULT: to register :data:`BR_REG_RESULT_IN`.
+
+    Out (``bus_i`` -> ``ext_o``, combinational; ``source`` keeps the inner port, a
+    global bus overwrites it): kind ``k`` leaves for the global
+    destination and with the kind of route register ``BR_REG_ROUTE + k``
+    (:func:`route_value`; reset: destination 0, the IO port, kind unchanged).
+    One packet (or one scatter copy) per cycle.
+    """
+
+    def __init__(self, *, n_modules, arrays_per_module, word_bits, agg_port, result_in,
+                 n_ports, addr_width, ext_addr_width, data_width, tag_width):
+        self._n_modules, self._apm, self._word_bits = n_modules, arrays_per_module, word_bits
+        self._agg_port, self._result_in, self._n_ports = agg_port, result_in, n_ports
+        self._addr_width, self._ext_addr_width = addr_width, ext_addr_width
+        self._tag_width = tag_width
+        n_arrays = n_modules * arrays_per_module
+        self._mask_regs = -(-n_arrays // 16)
+        if self._mask_regs > 0xF0:
+            raise ValueError(f"n_modules * arrays_per_module must be an integer in 1..3840 "
+                             f"(bridge scatter masks), not {n_arrays!r}")
+        self._n_chunks = 2 ** max(0, min(tag_width - word_bits, 16))
+        self._inner = packet_layout(addr_width, data_width, tag_width)
+        self._ext = packet_layout(ext_addr_width, data_width, tag_width)
+        super().__init__({
+            "ext_i": In(stream.Signature(self._ext)),
+            "ext_o": Out(stream.Signature(self._ext)),
+            "bus_i": In(stream.Signature(self._inner)),
+            "bus_o": Out(stream.Signature(self._inner)),
+        })
+
+    n_chunks = property(lambda self: self._n_chunks)
+    mask_regs = property(lambda self: self._mask_regs, doc="scatter-mask registers per chunk")
+
+    def elaborate(self, platform):
+        m = Module()
+        na, apm, wb, tw = self._n_modules * self._apm, self._apm, self._word_bits, self._tag_width
+        masks = [Signal(16 * self._mask_regs, name=f"mask_{c}") for c in range(self._n_chunks)]
+        r_dest = [Signal(self._ext_addr_width, name=f"route_dest_{k}") for k in range(4)]
+        r_kind = [Signal(2, init=k, name=f"route_kind_{k}") for k in range(4)]
+        result_in = Signal(self._addr_width, init=self._result_in)
+
+        # --- in: decode one packet, then emit it (or its scatter copies) ---------------
+        pend = Signal(na)
+        single = Signal()
+        hold = Signal(self._inner)
+        busy = Signal()
+        m.d.comb += busy.eq(single | pend.any())
+        a_dest = Signal(self._addr_width)
+        a_tag = Signal(tw)
+        a_bit = Signal(na)
+        for t in reversed(range(na)):        # the lowest pending array wins
+            with m.If(pend[t]):
+                m.d.comb += [a_dest.eq(1 + t // apm),
+                             a_tag.eq(((t % apm) << wb) | (hold.header.tag[:wb] if wb else 0)),
+                             a_bit.eq(1 << t)]
+        with m.If(single):
+            m.d.comb += [self.bus_o.valid.eq(1), self.bus_o.payload.eq(hold)]
+        with m.Else():
+            m.d.comb += [
+                self.bus_o.valid.eq(pend.any()),
+                self.bus_o.payload.header.source.eq(hold.header.source),
+                self.bus_o.payload.header.destination.eq(a_dest),
+                self.bus_o.payload.header.kind.eq(Kind.ACTIVATION),
+                self.bus_o.payload.header.tag.eq(a_tag),
+                self.bus_o.payload.data.eq(hold.data),
+            ]
+        sent = self.bus_o.valid & self.bus_o.ready
+        last = single | ((pend & ~a_bit) == 0)
+        with m.If(sent):
+            m.d.sync += [single.eq(0), pend.eq(pend & ~a_bit)]
+        m.d.comb += self.ext_i.ready.eq(~busy | (sent & last))
+
+        pkt = self.ext_i.payload
+        tag, dat = pkt.header.tag, pkt.data
+        with m.If(self.ext_i.valid & self.ext_i.ready):
+            m.d.sync += [hold.header.source.eq(0), hold.header.kind.eq(pkt.header.kind),
+                         hold.header.tag.eq(tag), hold.data.eq(dat)]
+            with m.Switch(pkt.header.kind):
+                with m.Case(Kind.CONFIG):
+                    target = dat[CONFIG_TARGET_SHIFT:CONFIG_TARGET_SHIFT + 8]
+                    reg, value = dat[16:24], dat[:16]
+                    m.d.sync += hold.data.eq(dat[:CONFIG_TARGET_SHIFT])
+                    with m.If(target == 0):
+                        for c in range(self._n_chunks):
+                            for j in range(self._mask_regs):
+                                with m.If((tag == c) & (reg == j)):
+                                    m.d.sync += masks[c][16 * j:16 * j + 16].eq(value)
+                        for k in range(4):
+                            with m.If(reg == BR_REG_ROUTE + k):
+                                m.d.sync += [r_dest[k].eq(value[:12]), r_kind[k].eq(value[12:14])]
+                        with m.If(reg == BR_REG_RESULT_IN):
+                            m.d.sync += result_in.eq(value)
+                    with m.Elif(target < self._n_ports):
+                        m.d.sync += [single.eq(1), hold.header.destination.eq(target)]
+                with m.Case(Kind.ACTIVATION):
+                    chunk = tag[wb:]
+                    for c in range(self._n_chunks):
+                        with m.If(chunk == c):
+                            m.d.sync += pend.eq(masks[c][:na])
+                with m.Case(Kind.PARTIAL_SUM):
+                    m.d.sync += [single.eq(1), hold.header.destination.eq(self._agg_port)]
+                with m.Case(Kind.RESULT):
+                    m.d.sync += [single.eq(1), hold.header.destination.eq(result_in)]
+
+        # --- out: route by kind -------------------------------------------------------
+        q = self.bus_i.payload
+        m.d.comb += [
+            self.ext_o.valid.eq(self.bus_i.valid),
+            self.bus_i.ready.eq(self.ext_o.ready),
+            # the inner source port (a global bus overwrites it with the PU's port)
+            self.ext_o.payload.header.source.eq(q.header.source),
+            self.ext_o.payload.header.tag.eq(q.header.tag),
+            self.ext_o.payload.data.eq(q.data),
+        ]
+        with m.Switch(q.header.kind):
+            for k in range(4):
+                with m.Case(k):
+                    m.d.comb += [self.ext_o.payload.header.destination.eq(r_dest[k]),
+                                 self.ext_o.payload.header.kind.eq(r_kind[k])]
+        return m
+
+
+class ProcessingUnit(wiring.Component):
+    """A PU: analog modules, aggregator, digital modules, inner bus and bridge.
+
+    Ports: ``i`` packets into the PU, ``o`` packets out of it (global addresses, through
+    the :class:`Bridge` on inner port 0), ``xbar[t]`` crossbar interface of array
+    ``t = module * arrays_per_module + a``.
+    Parameters: counts (``n_modules`` 1..64, ``arrays_per_module`` 1..4096, ``n_digital``
+    0..8 digital modules), array geometry (as :class:`AnalogArray`; ``rows`` must be
+    ``data_width // 8`` times a power of two so that a layer's input word index splits
+    into chunk and word bits), ``data_width``, ``fifo_depth`` (bus FIFOs), ``tag_width``
+    (2..16: output index bits + 1 parity bit), ``max_parts`` (most row chunks per output
+    the aggregator counts), ``ext_addr_width`` (1..12, global address bits of ``i`` / ``o``),
+    ``degree`` (GELU's exp degree in the digital modules).
     """
 
     def __init__(self, n_modules=2, arrays_per_module=2, *, rows=64, cols=128, slc_bits=6,
                  mlc_bits=7, read_cycles=4, data_width=32, fifo_depth=4, tag_width=8,
-                 max_parts=16):
+                 max_parts=16, n_digital=1, ext_addr_width=5, degree=4):
         _check_int("n_modules", n_modules, 1, 64)
         _check_int("arrays_per_module", arrays_per_module, 1, 4096)
+        _check_int("n_digital", n_digital, 0, 8)
         _check_int("tag_width", tag_width, 2, 16)
-        self._n_modules, self._apm = n_modules, arrays_per_module
-        self._n_ports = n_modules + 2
+        _check_int("ext_addr_width", ext_addr_width, 1, 12)
+        self._n_modules, self._apm, self._n_digital = n_modules, arrays_per_module, n_digital
+        self._n_ports = n_modules + 2 + n_digital
         self._addr_width = max(1, ceil_log2(self._n_ports))
+        self._ext_addr_width, self._degree = ext_addr_width, degree
         self._module_kw = dict(rows=rows, cols=cols, slc_bits=slc_bits, mlc_bits=mlc_bits,
                                read_cycles=read_cycles, addr_width=self._addr_width,
                                data_width=data_width, tag_width=tag_width)
         self._params, self._words, self._word_bits, _ = AnalogModule.check_parameters(
-            arrays_per_module, port=self._n_ports - 1, agg_port=self.agg_port, **self._module_kw)
+            arrays_per_module, port=1, agg_port=self.agg_port, **self._module_kw)
+        if rows * 8 != self._words * data_width or self._words != 1 << self._word_bits:
+            raise ValueError(f"rows must be data_width/8 ({data_width // 8}) times a power of "
+                             f"two, not {rows!r}")
         _check_int("fifo_depth", fifo_depth, 2, 1024)
         _check_int("max_parts", max_parts, 1, 65535)
         self._data_width, self._fifo_depth = data_width, fifo_depth
         self._tag_width, self._max_parts = tag_width, max_parts
+        self._bridge_kw = dict(n_modules=n_modules, arrays_per_module=arrays_per_module,
+                               word_bits=self._word_bits, agg_port=self.agg_port,
+                               result_in=self.digital_port(0) if n_digital else 0,
+                               n_ports=self._n_ports, addr_width=self._addr_width,
+                               ext_addr_width=ext_addr_width, data_width=data_width,
+                               tag_width=tag_width)
+        self._digital_kw = dict(addr_width=self._addr_width, data_width=data_width,
+                                tag_width=tag_width, degree=degree)
+        for probe in [Bridge(**self._bridge_kw)] + [
+                DigitalModule(port=self.digital_port(0), **self._digital_kw)] * bool(n_digital):
+            probe._MustUse__silence = True          # parameter checks only
+        self._n_chunks = 2 ** max(0, tag_width - self._word_bits)
         self._layout = packet_layout(self._addr_width, data_width, tag_width)
-        sig = stream.Signature(self._layout)
+        self._ext_layout = packet_layout(ext_addr_width, data_width, tag_width)
+        sig = stream.Signature(self._ext_layout)
         super().__init__({
             "i": In(sig),
             "o": Out(sig),
@@ -261,13 +444,17 @@ class ProcessingUnit(wiring.Component):
 
     n_modules = property(lambda self: self._n_modules)
     arrays_per_module = property(lambda self: self._apm)
+    n_digital = property(lambda self: self._n_digital)
     n_arrays = property(lambda self: self._n_modules * self._apm)
     n_ports = property(lambda self: self._n_ports)
     addr_width = property(lambda self: self._addr_width)
-    layout = property(lambda self: self._layout)
+    ext_addr_width = property(lambda self: self._ext_addr_width)
+    layout = property(lambda self: self._layout, doc="packet layout of the inner bus")
+    ext_layout = property(lambda self: self._ext_layout, doc="packet layout of ``i`` / ``o``")
     params = property(lambda self: self._params)
-    words = property(lambda self: self._words, doc="input words per array vector")
+    words = property(lambda self: self._words, doc="input words per array vector (row chunk)")
     word_bits = property(lambda self: self._word_bits)
+    n_chunks = property(lambda self: self._n_chunks, doc="row chunks the bridge can scatter")
     BRIDGE_PORT = 0
 
     def module_port(self, k):
@@ -278,6 +465,10 @@ class ProcessingUnit(wiring.Component):
     def agg_port(self):
         return self._n_modules + 1
 
+    def digital_port(self, d):
+        """Bus port of digital module ``d``."""
+        return self._n_modules + 2 + _check_int("d", d, 0, self._n_digital - 1)
+
     def array_location(self, t):
         """(bus port, array index in its module) of PU array ``t``."""
         _check_int("t", t, 0, self.n_arrays - 1)
@@ -287,14 +478,17 @@ class ProcessingUnit(wiring.Component):
         m = Module()
         m.submodules.bus = bus = InnerBus(self._n_ports, self._data_width, self._fifo_depth,
                                           addr_width=self._addr_width, tag_width=self._tag_width)
+        m.submodules.bridge = bridge = Bridge(**self._bridge_kw)
         m.submodules.aggregator = agg = PartialSumAggregator(
             2 ** self._tag_width, self._max_parts, port=self.agg_port, init_dest=0,
             addr_width=self._addr_width, data_width=self._data_width, tag_width=self._tag_width)
-        modules = [AnalogModule(self._apm, port=self.module_port(k), agg_port=self.agg_port,
-                                **self._module_kw) for k in range(self._n_modules)]
-        wiring.connect(m, wiring.flipped(self.i), bus.i[0])
-        wiring.connect(m, bus.o[0], wiring.flipped(self.o))
-        for k, mod in enumerate(modules):
+        wiring.connect(m, wiring.flipped(self.i), bridge.ext_i)
+        wiring.connect(m, bridge.ext_o, wiring.flipped(self.o))
+        wiring.connect(m, bridge.bus_o, bus.i[0])
+        wiring.connect(m, bus.o[0], bridge.bus_i)
+        for k in range(self._n_modules):
+            mod = AnalogModule(self._apm, port=self.module_port(k), agg_port=self.agg_port,
+                               **self._module_kw)
             m.submodules[f"module_{k}"] = mod
             wiring.connect(m, bus.o[self.module_port(k)], mod.i)
             wiring.connect(m, mod.o, bus.i[self.module_port(k)])
@@ -302,8 +496,12 @@ class ProcessingUnit(wiring.Component):
                 _connect_xbar(m, self.xbar[k * self._apm + a], mod.xbar[a])
         wiring.connect(m, bus.o[self.agg_port], agg.i)
         wiring.connect(m, agg.o, bus.i[self.agg_port])
+        for d in range(self._n_digital):
+            dig = DigitalModule(port=self.digital_port(d), **self._digital_kw)
+            m.submodules[f"digital_{d}"] = dig
+            wiring.connect(m, bus.o[self.digital_port(d)], dig.i)
+            wiring.connect(m, dig.o, bus.i[self.digital_port(d)])
         return m
-
 
 BLOCKS = [
     Block("analog_module", AnalogModule,
@@ -314,7 +512,9 @@ BLOCKS = [
           small=dict(rows=16, cols=32)),
     Block("pu", ProcessingUnit,
           dict(n_modules=2, arrays_per_module=2, rows=64, cols=128, slc_bits=6, mlc_bits=7,
-               read_cycles=4, data_width=32, fifo_depth=4, tag_width=8, max_parts=16),
-          "processing unit: analog modules, inner-unit bus, partial-sum aggregator",
+               read_cycles=4, data_width=32, fifo_depth=4, tag_width=8, max_parts=16,
+               n_digital=1, ext_addr_width=5, degree=4),
+          "processing unit: analog modules, partial-sum aggregator, digital module (SFU "
+          "path), inner-unit bus, bridge to the global bus",
           small=dict(rows=16, cols=32, tag_width=6)),
 ]

@@ -54,6 +54,18 @@ def report(label="bus", path=REPORT, **fields):
             f.write(json.dumps(fields) + "\n")
 
 
+async def clock_and_reset(dut, idle, cycles=2):
+    """Start a 10 ns clock on ``dut.clk``, hold ``dut.rst`` for ``cycles`` cycles with
+    every signal in ``idle`` at 0, release it and wait one more rising edge."""
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    for sig in idle:
+        sig.value = 0
+    await ClockCycles(dut.clk, cycles)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+
+
 def port(dut, name, k, field):
     return getattr(dut, f"{name}__{k}__{field}")
 
@@ -189,14 +201,8 @@ class TB:
         self.cycle = 0
 
     async def reset(self):
-        cocotb.start_soon(Clock(self.dut.clk, 10, unit="ns").start())
-        self.dut.rst.value = 1
-        for k in range(N):
-            port(self.dut, "i", k, "valid").value = 0
-            port(self.dut, "o", k, "ready").value = 0
-        await ClockCycles(self.dut.clk, 2)
-        self.dut.rst.value = 0
-        await RisingEdge(self.dut.clk)
+        await clock_and_reset(self.dut, [port(self.dut, d, k, f) for k in range(N)
+                                         for d, f in (("i", "valid"), ("o", "ready"))])
 
     def random_traffic(self, per_port, bad_fraction=0.0, dest=None):
         for drv in self.drivers:

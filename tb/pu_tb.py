@@ -1,18 +1,21 @@
 """cocotb end-to-end testbench of the processing unit (``ProcessingUnit``): a whole INT8
-linear layer through the analog arrays, the inner bus and the partial-sum aggregator.
+linear layer through the bridge, the analog arrays, the inner bus, the partial-sum
+aggregator and (SFU tests) the digital module.
 
 The layer ``y = x @ W`` (``m`` inputs x ``n`` outputs, INT8, a random mix of SLC and
 MLC output columns) is mapped by :func:`hyflexpim.models.program_matrix`; tile ``t`` of
 that mapping is programmed on PU array ``t``. Every array's comparator ``xbar__t__cmp``
 is answered by that tile's :class:`~hyflexpim.models.crossbar.Crossbar` (noise off, or
 on with the measured MLC BER), so the INT32 results must equal
-``program_matrix(...).run(x)`` bit for bit.
+``program_matrix(...).run(x)`` bit for bit, and the digital module's INT8 activations
+must equal ``to_int8(gelu(from_int32(y, s1)), s2)`` (:mod:`hyflexpim.models.fp16`).
 
-Parts owned by :class:`TB`: :class:`CrossbarBank` (analog side of every array),
-:class:`PacketDriver` (IO side: CONFIG packets, then ACTIVATION packets of each
-vector, keeping at most two vectors in flight), :class:`ResultMonitor` (takes RESULT
-packets off ``o`` under random backpressure), :class:`Scoreboard` (every output word
-of every vector against the golden model; nothing missing, nothing twice).
+Parts (reused by ``tb/chip_tb.py``): :class:`Layer` (weights, mapping, golden chain),
+:func:`pu_config` (the CONFIG packets of one PU for one layer), :class:`CrossbarBank`
+(analog side of every array), :class:`PacketDriver` (IO side), :class:`OutMonitor`
+(takes packets off ``o`` under random backpressure), :class:`Scoreboard` (INT32 results
+matched by tag parity, or INT8 activation words in order; nothing missing, nothing
+twice), :class:`TB` (owns them; at most two vectors in flight).
 
 Parameters: ``HYFLEXPIM_PARAMS`` (JSON: the PU parameters plus ``m``, ``n``,
 ``n_slc`` SLC output columns, ``vectors``), ``HYFLEXPIM_SEED``; figures go to
@@ -27,72 +30,161 @@ from collections import deque
 import numpy as np
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+from cocotb.triggers import FallingEdge, RisingEdge
 
-from hyflexpim.models import program_matrix
+from hyflexpim.models import program_matrix, fp16
 from hyflexpim.models.crossbar import Crossbar
 from hyflexpim.rtl.bus import (Kind, packet_layout, pack_packet, unpack_packet, config_word,
                                AGG_REG_PARTS, AGG_REG_DEST)
-from hyflexpim.rtl.pu import REG_MODE, ENTRY_USED
-from hyflexpim.tb.bus_tb import test_seed, report as _report
+from hyflexpim.rtl.digital import (DIG_REG_SCALE_IN, DIG_REG_SCALE_OUT, DIG_REG_GELU,
+                                   DIG_REG_DEST, DIG_REG_OUTPUTS)
+from hyflexpim.rtl.pu import (REG_MODE, ENTRY_USED, BR_REG_ROUTE, CONFIG_TARGET_SHIFT,
+                              route_value)
+from hyflexpim.tb.bus_tb import test_seed, report as _report, clock_and_reset
 
 P = json.loads(os.environ.get("HYFLEXPIM_PARAMS", "{}"))
-N_MODULES = P.get("n_modules", 2)
-APM = P.get("arrays_per_module", 2)
-N_ARRAYS = N_MODULES * APM
-ROWS = P.get("rows", 16)
-COLS = P.get("cols", 32)
-SLC_BITS = P.get("slc_bits", 6)
-MLC_BITS = P.get("mlc_bits", 7)
-DW = P.get("data_width", 32)
-TW = P.get("tag_width", 8)
-M = P.get("m", 2 * ROWS)
-N = P.get("n", COLS // 8 + COLS // 4)
-N_SLC = P.get("n_slc", COLS // 8)
-VECTORS = P.get("vectors", 2)
-N_PORTS = N_MODULES + 2
-AW = max(1, (N_PORTS - 1).bit_length())
-AGG_PORT = N_MODULES + 1
-LAYOUT = packet_layout(AW, DW, TW)
-BPW = DW // 8
-WORDS = -(-ROWS // BPW)
-WORD_BITS = (WORDS - 1).bit_length()
 BER = 0.0404
 REPORT = os.environ.get("HYFLEXPIM_PU_REPORT")
 
 
+class Geometry:
+    """PU parameters (``HYFLEXPIM_PARAMS`` keys, the ProcessingUnit defaults of the tests)."""
+
+    def __init__(self, p):
+        self.n_modules = p.get("n_modules", 2)
+        self.apm = p.get("arrays_per_module", 2)
+        self.n_arrays = self.n_modules * self.apm
+        self.rows, self.cols = p.get("rows", 16), p.get("cols", 32)
+        self.slc_bits, self.mlc_bits = p.get("slc_bits", 6), p.get("mlc_bits", 7)
+        self.dw, self.tw = p.get("data_width", 32), p.get("tag_width", 8)
+        self.ext_aw = p.get("ext_addr_width", 5)
+        self.agg_port = self.n_modules + 1
+        self.dig_port = self.n_modules + 2
+        self.layout = packet_layout(self.ext_aw, self.dw, self.tw)
+        self.bpw = self.dw // 8
+        self.words = self.rows // self.bpw            # input words per row chunk
+        self.word_bits = (self.words - 1).bit_length()
+
+    def cycles_per_vector(self, mode):
+        return 8 * self.cols * (self.mlc_bits if mode == "mlc" else self.slc_bits)
+
+
+G = Geometry(P)
+
+
 class Layer:
-    """The layer, its mapping onto arrays and its golden outputs."""
+    """One layer: weights, mapping onto arrays, golden INT32 outputs and SFU chain."""
 
-    def __init__(self, rng, ber, seed):
-        self.w = rng.integers(-128, 128, (M, N))
-        modes = np.array(["mlc"] * N, dtype=object)
-        modes[rng.choice(N, N_SLC, replace=False)] = "slc"
-        self.modes = list(modes)
-        self.pm = program_matrix(self.w, self.modes, ber=ber, seed=seed, rows=ROWS, cols=COLS,
-                                 slc_bits=SLC_BITS, mlc_bits=MLC_BITS)
+    def __init__(self, g, rng, m, n, n_slc, ber, seed):
+        self.g, self.m, self.n = g, m, n
+        self.w = rng.integers(-128, 128, (m, n))
+        modes = np.array(["mlc"] * n, dtype=object)
+        modes[rng.choice(n, n_slc, replace=False)] = "slc"
+        self.pm = program_matrix(self.w, list(modes), ber=ber, seed=seed, rows=g.rows,
+                                 cols=g.cols, slc_bits=g.slc_bits, mlc_bits=g.mlc_bits)
         self.tiles = self.pm.tiles
-        assert len(self.tiles) <= N_ARRAYS, \
-            f"the mapping needs {len(self.tiles)} arrays, the PU has {N_ARRAYS}"
-        self.parts = -(-M // ROWS)
+        assert len(self.tiles) <= g.n_arrays, \
+            f"the mapping needs {len(self.tiles)} arrays, the PU has {g.n_arrays}"
         assert {t.mode for t in self.tiles} == {"slc", "mlc"}, "the mapping is not mixed"
+        self.parts = -(-m // g.rows)
+        self.sfu = None                               # (s1, s2, gelu) bit patterns / flag
 
-    def location(self, t):
-        return 1 + t // APM, t % APM
+    def set_sfu(self, xs, gelu=True):
+        """Scales from the layer's own outputs (configuration, not expectation):
+        ``s1`` maps the largest |y| to 4.0, ``s2`` maps 4.0 to 120."""
+        ymax = max(1, int(np.abs(self.pm.run(xs)).max()))
+        self.sfu = (int(fp16.from_float(4.0 / ymax)), int(fp16.from_float(30.0)), gelu)
+
+    def golden(self, x):
+        """INT32 outputs of ``x`` (1-D), or the INT8 chain's when the SFU is configured."""
+        y = self.pm.run(x[None, :])[0].astype(np.int64)
+        if self.sfu is None:
+            return y
+        s1, s2, gelu = self.sfu
+        h = fp16.from_int32(y, s1)
+        if gelu:
+            h = fp16.gelu(h)
+        return fp16.to_int8(h, s2).astype(np.int64)
+
+    def chunk(self, t):
+        return int(self.tiles[t].rows_idx[0]) // self.g.rows
+
+    def words(self, x):
+        """(tag, data) of the layer's input words: tag = chunk * words + word in chunk."""
+        g = self.g
+        xp = np.zeros(self.parts * g.rows, dtype=np.int64)
+        xp[:len(x)] = x
+        out = []
+        for w in range(len(xp) // g.bpw):
+            word = 0
+            for b in range(g.bpw):
+                word |= (int(xp[w * g.bpw + b]) & 0xFF) << (8 * b)
+            out.append((w, word))
+        return out
+
+
+def out_words(g, vals):
+    """INT8 ``vals`` packed into activation words (tag, data), bytes past the end 0."""
+    out = []
+    for w in range(-(-len(vals) // g.bpw)):
+        word = 0
+        for b, v in enumerate(vals[w * g.bpw:(w + 1) * g.bpw]):
+            word |= (int(v) & 0xFF) << (8 * b)
+        out.append((w, word))
+    return out
+
+
+def pu_config(layer, pu_dest, act_route=0):
+    """CONFIG packets (destination, kind, tag, data) programming one PU for ``layer``.
+
+    ``pu_dest``: the PU's global address; ``act_route``: where its activation words go
+    (global address). With ``layer.sfu`` set the aggregator feeds the digital module;
+    otherwise INT32 RESULT packets leave the PU (to global address 0).
+    """
+    g = layer.g
+    cfg = []
+
+    def put(port, tag, reg, value):
+        cfg.append((pu_dest, Kind.CONFIG, tag,
+                    (port << CONFIG_TARGET_SHIFT) | config_word(reg, value)))
+
+    for t, tile in enumerate(layer.tiles):
+        port, a = 1 + t // g.apm, t % g.apm
+        put(port, a, REG_MODE, 1 if tile.mode == "mlc" else 0)
+        for j in range(g.cols // 4):
+            put(port, a, j, ENTRY_USED | int(tile.out_idx[j]) if j < len(tile.out_idx) else 0)
+    for c in range(layer.parts):
+        mask = sum(1 << t for t in range(len(layer.tiles)) if layer.chunk(t) == c)
+        for j in range(-(-g.n_arrays // 16)):
+            put(0, c, j, (mask >> (16 * j)) & 0xFFFF)
+    put(g.agg_port, 0, AGG_REG_PARTS, layer.parts)
+    put(0, 0, BR_REG_ROUTE + Kind.RESULT.value, route_value(0, Kind.RESULT))
+    put(0, 0, BR_REG_ROUTE + Kind.ACTIVATION.value, route_value(act_route, Kind.ACTIVATION))
+    if layer.sfu is None:
+        put(g.agg_port, 0, AGG_REG_DEST, 0)
+    else:
+        s1, s2, gelu = layer.sfu
+        put(g.agg_port, 0, AGG_REG_DEST, g.dig_port)
+        for reg, value in ((DIG_REG_SCALE_IN, s1), (DIG_REG_SCALE_OUT, s2),
+                           (DIG_REG_GELU, int(gelu)), (DIG_REG_DEST, 0),
+                           (DIG_REG_OUTPUTS, layer.n)):
+            put(g.dig_port, 0, reg, value)
+    return cfg
 
 
 class CrossbarBank:
-    """Analog side of every array: S&H capture on ``sample``, comparator every cycle."""
+    """Analog side of the arrays of ``layer`` (PU arrays ``base + t``): S&H capture on
+    ``sample``, comparator every cycle."""
 
-    def __init__(self, dut, layer):
-        self.dut = dut
+    def __init__(self, dut, layer, base=0, n_arrays=None):
+        self.dut, self.rows = dut, layer.g.rows
         self.arrays = []
         for t, tile in enumerate(layer.tiles):
-            sig = {f: getattr(dut, f"xbar__{t}__{f}") for f in ("wl", "sample", "sel", "trial", "cmp")}
+            sig = {f: getattr(dut, f"xbar__{base + t}__{f}")
+                   for f in ("wl", "sample", "sel", "trial", "cmp")}
             self.arrays.append([tile.crossbar, sig, None])
-        for t in range(len(layer.tiles), N_ARRAYS):
-            getattr(dut, f"xbar__{t}__cmp").value = 0
+        for t in range(len(layer.tiles), n_arrays or layer.g.n_arrays):
+            getattr(dut, f"xbar__{base + t}__cmp").value = 0
         self.samples = 0
 
     async def run(self):
@@ -108,7 +200,7 @@ class CrossbarBank:
                     sig["cmp"].value = 0
                 if int(sig["sample"].value) and int(self.dut.rst.value) == 0:
                     wl = sig["wl"].value.to_unsigned()
-                    bits = np.array([(wl >> r) & 1 for r in range(ROWS)], dtype=np.int64)
+                    bits = np.array([(wl >> r) & 1 for r in range(self.rows)], dtype=np.int64)
                     entry[2] = xb.held_values(bits)
                     self.samples += 1
 
@@ -116,14 +208,14 @@ class CrossbarBank:
 class PacketDriver:
     """IO side: drives ``i`` from a queue of packets (random gaps when ``p_valid`` < 1)."""
 
-    def __init__(self, dut, rng, p_valid=1.0):
-        self.dut, self.rng, self.p_valid = dut, rng, p_valid
+    def __init__(self, dut, layout, rng, p_valid=1.0):
+        self.dut, self.layout, self.rng, self.p_valid = dut, layout, rng, p_valid
         self.queue = deque()
         self.current = None
         self.sent = 0
 
     def push(self, dest, kind, tag, data):
-        self.queue.append(pack_packet(LAYOUT, 0, dest, kind, tag, data))
+        self.queue.append(pack_packet(self.layout, 0, dest, kind, tag, data))
 
     def drive(self):
         if self.current is None and self.queue and self.rng.random() < self.p_valid:
@@ -142,102 +234,104 @@ class PacketDriver:
         return self.current is None and not self.queue
 
 
-class ResultMonitor:
-    def __init__(self, dut, rng, p_ready):
-        self.dut, self.rng, self.p_ready = dut, rng, p_ready
+class OutMonitor:
+    def __init__(self, dut, layout, rng, p_ready):
+        self.dut, self.layout, self.rng, self.p_ready = dut, layout, rng, p_ready
 
     def drive(self):
         self.dut.o__ready.value = int(self.rng.random() < self.p_ready)
 
     def observe(self):
         if int(self.dut.o__valid.value) and int(self.dut.o__ready.value):
-            return unpack_packet(LAYOUT, self.dut.o__payload.value.to_unsigned())
+            v = self.dut.o__payload.value
+            assert v.is_resolvable, f"o payload {v}"
+            return unpack_packet(self.layout, v.to_unsigned())
         return None
 
 
 class Scoreboard:
-    """Golden outputs of every vector; results matched by the parity bit of their tag."""
+    """Golden outputs of every vector of the LAST layer of ``layers``.
 
-    def __init__(self, layer):
-        self.layer = layer
+    INT32 mode (last layer without SFU): RESULT packets, matched to a vector by the parity
+    bit of their tag, any order within a vector. INT8 mode: ACTIVATION words, whole
+    vectors in order, words 0, 1, ... of each; every word compared exactly.
+    """
+
+    def __init__(self, layers, g, source=0):
+        self.layers, self.g, self.source = layers, g, source
+        self.int8 = layers[-1].sfu is not None
+        self.n = layers[-1].n
         self.inflight = {0: deque(), 1: deque()}
-        self.vectors = []      # [x, expected y, received y (dict), cycle sent, cycle done]
+        self.vectors = []      # [x, expected, received (dict), cycle sent, cycle done]
         self.checked = 0
 
     def add(self, x, cycle):
         v = len(self.vectors)
-        self.vectors.append([x, self.layer.pm.run(x[None, :])[0].astype(np.int64), {}, cycle, None])
-        self.inflight[v % 2].append(v)
+        h = x
+        for layer in self.layers:
+            h = layer.golden(h)
+        exp = dict(out_words(self.g, h)) if self.int8 else h
+        self.vectors.append([x, exp, {}, cycle, None])
+        self.inflight[0 if self.int8 else v % 2].append(v)
         return v
 
     def check(self, pkt, cycle):
         src, dst, kind, tag, data = pkt
-        assert (src, dst, kind) == (AGG_PORT, 0, Kind.RESULT), f"unexpected packet {pkt}"
-        parity, out = tag >> (TW - 1), tag & ((1 << (TW - 1)) - 1)
-        assert self.inflight[parity], f"result {pkt} for no vector in flight"
-        v = self.inflight[parity][0]
-        _, exp, got, _, _ = self.vectors[v]
-        assert 0 <= out < N and out not in got, f"vector {v}: output {out} twice or unknown"
-        val = data - (1 << DW) if data >> (DW - 1) else data
-        assert val == exp[out], f"vector {v} output {out}: RTL {val}, golden {exp[out]}"
-        got[out] = val
+        g = self.g
+        if self.int8:
+            assert (src, dst, kind) == (self.source, 0, Kind.ACTIVATION), f"unexpected packet {pkt}"
+            assert self.inflight[0], f"word {pkt} for no vector in flight"
+            v = self.inflight[0][0]
+            _, exp, got, _, _ = self.vectors[v]
+            assert tag == len(got), f"vector {v}: word {tag} out of order (expected {len(got)})"
+            assert data == exp[tag], (f"vector {v} word {tag}: RTL {data:#010x}, golden "
+                                      f"{exp[tag]:#010x}")
+            got[tag] = data
+            complete, queue = len(got) == len(exp), self.inflight[0]
+        else:
+            assert (src, dst, kind) == (self.source, 0, Kind.RESULT), f"unexpected packet {pkt}"
+            parity, out = tag >> (g.tw - 1), tag & ((1 << (g.tw - 1)) - 1)
+            assert self.inflight[parity], f"result {pkt} for no vector in flight"
+            v = self.inflight[parity][0]
+            _, exp, got, _, _ = self.vectors[v]
+            assert 0 <= out < self.n and out not in got, f"vector {v}: output {out} twice or unknown"
+            val = data - (1 << g.dw) if data >> (g.dw - 1) else data
+            assert val == exp[out], f"vector {v} output {out}: RTL {val}, golden {exp[out]}"
+            got[out] = val
+            complete, queue = len(got) == self.n, self.inflight[parity]
         self.checked += 1
-        if len(got) == N:
+        if complete:
             self.vectors[v][4] = cycle
-            self.inflight[parity].popleft()
+            queue.popleft()
 
     def done(self, v):
         return self.vectors[v][4] is not None
 
 
 class TB:
-    def __init__(self, dut, seed, ber, p_valid=1.0, p_ready=0.7):
-        self.dut = dut
+    """IO side of one PU (or of a chip: ``layers`` on consecutive PUs)."""
+
+    def __init__(self, dut, seed, layers, g, p_valid=1.0, p_ready=0.7, source=0):
+        self.dut, self.layers, self.g = dut, layers, g
         self.rng = np.random.default_rng(seed)
         prng = random.Random(seed)
-        self.layer = Layer(self.rng, ber, seed)
-        self.bank = CrossbarBank(dut, self.layer)
-        self.driver = PacketDriver(dut, random.Random(prng.random()), p_valid)
-        self.monitor = ResultMonitor(dut, random.Random(prng.random()), p_ready)
-        self.scoreboard = Scoreboard(self.layer)
+        self.driver = PacketDriver(dut, g.layout, random.Random(prng.random()), p_valid)
+        self.monitor = OutMonitor(dut, g.layout, random.Random(prng.random()), p_ready)
+        self.scoreboard = Scoreboard(layers, g, source)
+        self.banks = []
         self.cycle = 0
 
-    async def reset(self):
-        cocotb.start_soon(Clock(self.dut.clk, 10, unit="ns").start())
-        self.dut.rst.value = 1
-        self.dut.i__valid.value = 0
-        self.dut.o__ready.value = 0
-        await ClockCycles(self.dut.clk, 2)
-        self.dut.rst.value = 0
-        cocotb.start_soon(self.bank.run())
-        await RisingEdge(self.dut.clk)
+    async def reset(self, banks):
+        self.banks = banks
+        await clock_and_reset(self.dut, [self.dut.i__valid, self.dut.o__ready])
+        for bank in banks:
+            cocotb.start_soon(bank.run())
 
-    def configure(self):
-        nmax = COLS // 4
-        for t, tile in enumerate(self.layer.tiles):
-            port, a = self.layer.location(t)
-            self.driver.push(port, Kind.CONFIG, a,
-                             config_word(REG_MODE, 1 if tile.mode == "mlc" else 0))
-            for j in range(nmax):
-                val = ENTRY_USED | int(tile.out_idx[j]) if j < len(tile.out_idx) else 0
-                self.driver.push(port, Kind.CONFIG, a, config_word(j, val))
-        self.driver.push(AGG_PORT, Kind.CONFIG, 0, config_word(AGG_REG_PARTS, self.layer.parts))
-        self.driver.push(AGG_PORT, Kind.CONFIG, 0, config_word(AGG_REG_DEST, 0))
-
-    def send_vector(self, x):
-        order = []
-        for t, tile in enumerate(self.layer.tiles):
-            port, a = self.layer.location(t)
-            xt = np.zeros(WORDS * BPW, dtype=np.int64)
-            xt[:len(tile.rows_idx)] = x[tile.rows_idx]
-            for w in range(WORDS):
-                word = 0
-                for b in range(BPW):
-                    word |= (int(xt[w * BPW + b]) & 0xFF) << (8 * b)
-                order.append((port, Kind.ACTIVATION, (a << WORD_BITS) | w, word))
-        # Words of different arrays interleave at random (any order is allowed).
-        for i in self.rng.permutation(len(order)):
-            self.driver.push(*order[i])
+    def send_vector(self, x, dest):
+        """Input words of the first layer in a random order (any order is allowed)."""
+        words = self.layers[0].words(x)
+        for i in self.rng.permutation(len(words)):
+            self.driver.push(dest, Kind.ACTIVATION, *words[i])
 
     async def step(self):
         self.driver.drive()
@@ -250,8 +344,11 @@ class TB:
         await RisingEdge(self.dut.clk)
         self.cycle += 1
 
-    async def run_layer(self, xs, max_cycles):
-        self.configure()
+    async def run(self, config, xs, dest, max_cycles):
+        """Send ``config``, then the vectors ``xs`` to global address ``dest`` with at
+        most two in flight; returns the cycle the first vector was sent."""
+        for c in config:
+            self.driver.push(*c)
         while not self.driver.idle:
             await self.step()
         sb = self.scoreboard
@@ -260,39 +357,49 @@ class TB:
         while v_next < len(xs) or not all(sb.done(v) for v in range(len(sb.vectors))):
             if v_next < len(xs) and (v_next < 2 or sb.done(v_next - 2)):
                 sb.add(xs[v_next], self.cycle)
-                self.send_vector(xs[v_next])
+                self.send_vector(xs[v_next], dest)
                 v_next += 1
             await self.step()
             assert self.cycle - start < max_cycles, "layer did not finish"
         for _ in range(50):          # nothing more may come out
             await self.step()
-        assert sb.checked == len(xs) * N
+        per_vector = len(sb.vectors[0][1])
+        assert sb.checked == len(xs) * per_vector
         return start
 
 
-def cycles_per_vector(mode):
-    steps = MLC_BITS if mode == "mlc" else SLC_BITS
-    return 8 * COLS * steps
-
-
-async def layer_test(dut, name, ber, p_ready=0.7, p_valid=1.0):
-    seed = test_seed(name)
-    tb = TB(dut, seed, ber, p_valid=p_valid, p_ready=p_ready)
-    await tb.reset()
+def input_vectors(seed, vectors, m):
     rng = np.random.default_rng(seed + 1)
-    xs = rng.integers(-128, 128, (VECTORS, M))
+    xs = rng.integers(-128, 128, (vectors, m))
     xs[0, :3] = [127, -128, 0]
-    bound = 4 * VECTORS * cycles_per_vector("mlc") + 2000
-    start = await tb.run_layer(xs, bound)
+    return xs
+
+
+async def layer_test(dut, name, ber, p_ready=0.7, p_valid=1.0, sfu=False, gelu=True):
+    seed = test_seed(name)
+    rng = np.random.default_rng(seed)
+    m, n = P.get("m", 2 * G.rows), P.get("n", G.cols // 8 + G.cols // 4)
+    layer = Layer(G, rng, m, n, P.get("n_slc", G.cols // 8), ber, seed)
+    xs = input_vectors(seed, P.get("vectors", 2), m)
+    if sfu:
+        layer.set_sfu(xs, gelu)
+    # outside a chip, packets leave with the inner source port
+    tb = TB(dut, seed, [layer], G, p_valid=p_valid, p_ready=p_ready,
+            source=(G.dig_port if sfu else G.agg_port) % (1 << G.ext_aw))
+    bank = CrossbarBank(dut, layer)
+    await tb.reset([bank])
+    bound = 4 * len(xs) * G.cycles_per_vector("mlc") + 3000
+    start = await tb.run(pu_config(layer, 1), xs, 1, bound)
     sb = tb.scoreboard
     lat = [v[4] - v[3] for v in sb.vectors]
     total = sb.vectors[-1][4] - start
-    _report("pu", REPORT, test=name, ber=ber, m=M, n=N, n_slc=N_SLC, rows=ROWS, cols=COLS,
-           arrays=len(tb.layer.tiles), modules=N_MODULES, arrays_per_module=APM,
-           vectors=len(xs), first_vector_latency=lat[0], total_cycles=total,
-           cycles_per_vector_mlc_array=cycles_per_vector("mlc"),
-           saturated_conversions=int(tb.layer.pm.saturated(xs)))
-    assert tb.bank.samples == 8 * len(xs) * len(tb.layer.tiles)
+    _report("pu", REPORT, test=name, ber=ber, sfu=sfu, gelu=gelu and sfu, m=m, n=n,
+            n_slc=P.get("n_slc"), rows=G.rows, cols=G.cols, arrays=len(layer.tiles),
+            modules=G.n_modules, arrays_per_module=G.apm, vectors=len(xs),
+            first_vector_latency=lat[0], total_cycles=total,
+            cycles_per_vector_mlc_array=G.cycles_per_vector("mlc"),
+            saturated_conversions=int(layer.pm.saturated(xs)))
+    assert bank.samples == 8 * len(xs) * len(layer.tiles)
 
 
 @cocotb.test()
@@ -305,3 +412,21 @@ async def layer_noise_off(dut):
 async def layer_noise_on(dut):
     """Programming noise calibrated to BER 4.04%: still bit-exact with the golden model."""
     await layer_test(dut, "layer_noise_on", BER, p_ready=0.3, p_valid=0.6)
+
+
+@cocotb.test()
+async def sfu_noise_off(dut):
+    """Layer -> aggregation -> digital module (dequant, GELU, requant): INT8 words exact."""
+    await layer_test(dut, "sfu_noise_off", None, sfu=True)
+
+
+@cocotb.test()
+async def sfu_noise_on(dut):
+    """The same with programming noise, IO gaps and backpressure."""
+    await layer_test(dut, "sfu_noise_on", BER, p_ready=0.3, p_valid=0.6, sfu=True)
+
+
+@cocotb.test()
+async def sfu_gelu_off(dut):
+    """GELU bypassed by configuration: to_int8(from_int32(y, s1), s2) on every word."""
+    await layer_test(dut, "sfu_gelu_off", None, p_ready=0.5, sfu=True, gelu=False)

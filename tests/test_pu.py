@@ -11,11 +11,13 @@ from hyflexpim.sim.blocks import get_block
 from hyflexpim.sim.cocotb_runner import run_cocotb
 
 SMALL = dict(n_modules=2, arrays_per_module=2, rows=16, cols=32, slc_bits=6, mlc_bits=7,
-             read_cycles=2, data_width=32, fifo_depth=4, tag_width=6, max_parts=4)
+             read_cycles=2, data_width=32, fifo_depth=4, tag_width=6, max_parts=4, n_digital=1,
+             ext_addr_width=2)
 # 128 inputs x 64 outputs on 64 x 128 arrays: 16 SLC + 48 MLC outputs per 64-row chunk
 # = 1 SLC + 2 MLC arrays, two chunks: 6 arrays.
 FULL = dict(n_modules=3, arrays_per_module=2, rows=64, cols=128, slc_bits=6, mlc_bits=7,
-            read_cycles=4, data_width=32, fifo_depth=4, tag_width=8, max_parts=4)
+            read_cycles=4, data_width=32, fifo_depth=4, tag_width=8, max_parts=4, n_digital=1,
+            ext_addr_width=2)
 
 
 def _run(pu_params, layer, testcase=None, seed=None, report=None):
