@@ -309,10 +309,17 @@ class ShiftAdd(wiring.Component):
             "i": In(stream.Signature(code_layout(rows, cols, mlc_bits))),
             "o": Out(stream.Signature(result_layout(self._neurons, result_width))),
         })
+        # Internal state, created here so that verification harnesses (formal
+        # properties) can observe it; not ports, and nothing outside drives them.
+        self._acc = Signal(data.ArrayLayout(signed(result_width), self._neurons), name="acc")
+        self._partial = Signal(mlc_bits + INPUT_BITS, name="partial")
 
     params = property(lambda self: self._params)
     result_width = property(lambda self: self._result_width)
     neurons = property(lambda self: self._neurons)
+    acc = property(lambda self: self._acc, doc="output register (OR), per neuron (observation)")
+    partial = property(lambda self: self._partial,
+                       doc="running sum over the slices of the current neuron (observation)")
 
     def elaborate(self, platform):
         m = Module()
@@ -332,13 +339,13 @@ class ShiftAdd(wiring.Component):
         ]
         # Per-neuron, per-plane partial: sum_k code << (k * bits_per_cell).
         pw = p.mlc_bits + INPUT_BITS
-        partial = Signal(pw)
+        partial = self._partial
         shifted = Signal(pw)
         m.d.comb += shifted.eq(Mux(is_mlc, c.code << (k << 1), c.code << k))
         summed = Signal(pw)
         m.d.comb += summed.eq(Mux(k == 0, 0, partial) + shifted)
 
-        acc = Signal(data.ArrayLayout(signed(rw), n))
+        acc = self._acc
         term = Signal(signed(rw))
         m.d.comb += term.eq(Mux(c.plane == INPUT_BITS - 1,
                                 -(summed << (INPUT_BITS - 1)), summed << c.plane))
