@@ -13,6 +13,7 @@ is driven by packets (format of :mod:`hyflexpim.rtl.bus`):
   :data:`DIG_REG_GELU`          2       bit 0: apply GELU                           1
   :data:`DIG_REG_DEST`          3       bus port the activations go to              0
   :data:`DIG_REG_OUTPUTS`       4       outputs per vector ``n`` (1..2**(tag_width-1))  max
+  :data:`DIG_REG_WORDS`         5       words sent per vector: ``max(value, ceil(n/B))``  0
   ============================  ======  ==========================================  ========
 
 * RESULT, tag ``parity << (tag_width - 1) | j``, data the INT32 output ``j`` of a vector
@@ -24,7 +25,8 @@ is driven by packets (format of :mod:`hyflexpim.rtl.bus`):
 
 Output: ACTIVATION packets to the DEST port, tag = word index ``w``, data = INT8
 outputs ``w * B .. w * B + B - 1`` (``B = data_width // 8``, output ``w * B + b`` in
-byte ``b``; bytes past ``n`` are 0). A word leaves once all its outputs have arrived;
+byte ``b``; bytes past ``n`` are 0, and so are the pad words up to DIG_REG_WORDS, which
+fill the next layer's last row chunk). A word leaves once all its outputs have arrived;
 the words of one vector leave in order 0, 1, ..., then the next vector's (the other
 parity), so a receiver sees whole vectors one after the other. The word index is the
 input-word address of the next layer (:class:`~hyflexpim.rtl.pu.Bridge` scatters it to
@@ -55,13 +57,14 @@ from .sfu import GeluUnit
 from ..sim.blocks import Block
 
 __all__ = ["DigitalModule", "DIG_REG_SCALE_IN", "DIG_REG_SCALE_OUT", "DIG_REG_GELU",
-           "DIG_REG_DEST", "DIG_REG_OUTPUTS", "BLOCKS"]
+           "DIG_REG_DEST", "DIG_REG_OUTPUTS", "DIG_REG_WORDS", "BLOCKS"]
 
 DIG_REG_SCALE_IN = 0
 DIG_REG_SCALE_OUT = 1
 DIG_REG_GELU = 2
 DIG_REG_DEST = 3
 DIG_REG_OUTPUTS = 4
+DIG_REG_WORDS = 5
 
 _FP16_ONE = 0x3C00
 
@@ -151,6 +154,7 @@ class DigitalModule(wiring.Component):
         gelu_on = Signal(init=1)
         dest = Signal(self._addr_width)
         n_out = Signal(range(nmax + 1), init=nmax)
+        pad_words = Signal(tw + 1)
 
         # --- input: configuration, results into the pipeline ---------------------------
         pkt = self.i.payload
@@ -184,6 +188,8 @@ class DigitalModule(wiring.Component):
                     m.d.sync += dest.eq(value)
                 with m.Case(DIG_REG_OUTPUTS):
                     m.d.sync += n_out.eq(Mux((value == 0) | (value > nmax), nmax, value))
+                with m.Case(DIG_REG_WORDS):
+                    m.d.sync += pad_words.eq(Mux(value > 2 ** tw, 2 ** tw, value))
 
         # dequant -> GELU -> requant
         x1 = t1.unit.o.payload[0].r
@@ -219,14 +225,15 @@ class DigitalModule(wiring.Component):
 
         # --- output: the words of vector ``cur`` in order ----------------------------------
         cur = Signal()
-        wptr = Signal(range(nwmax + 1))
-        nwords = Signal(range(nwmax + 1))
-        m.d.comb += nwords.eq((n_out + bpw - 1) >> bb)
+        wptr = Signal(tw + 1)
+        nwords = Signal(tw + 1)
+        need = (n_out + bpw - 1) >> bb
+        m.d.comb += nwords.eq(Mux(pad_words > need, pad_words, need))
         valid_pos = Signal(nmax)
         m.d.comb += valid_pos.eq(Cat(Const(j, range(nmax + 1)) < n_out for j in range(nmax)))
         have = Signal(nmax)
         m.d.comb += have.eq(got[cur] | ~valid_pos)
-        word_done = Signal()
+        word_done = Signal(init=1)                  # pad words (w >= nwmax) are always done
         byte_mask = Signal(bpw)
         for w in range(nwmax):
             with m.If(wptr == w):

@@ -37,7 +37,7 @@ from hyflexpim.models.crossbar import Crossbar
 from hyflexpim.rtl.bus import (Kind, packet_layout, pack_packet, unpack_packet, config_word,
                                AGG_REG_PARTS, AGG_REG_DEST)
 from hyflexpim.rtl.digital import (DIG_REG_SCALE_IN, DIG_REG_SCALE_OUT, DIG_REG_GELU,
-                                   DIG_REG_DEST, DIG_REG_OUTPUTS)
+                                   DIG_REG_DEST, DIG_REG_OUTPUTS, DIG_REG_WORDS)
 from hyflexpim.rtl.pu import (REG_MODE, ENTRY_USED, BR_REG_ROUTE, CONFIG_TARGET_SHIFT,
                               route_value)
 from hyflexpim.tb.bus_tb import test_seed, report as _report, clock_and_reset
@@ -88,6 +88,8 @@ class Layer:
         assert {t.mode for t in self.tiles} == {"slc", "mlc"}, "the mapping is not mixed"
         self.parts = -(-m // g.rows)
         self.sfu = None                               # (s1, s2, gelu) bit patterns / flag
+        # activation words per output vector: whole row chunks of a next layer
+        self.out_words = -(-n // g.rows) * g.words
 
     def set_sfu(self, xs, gelu=True):
         """Scales from the layer's own outputs (configuration, not expectation):
@@ -123,10 +125,10 @@ class Layer:
         return out
 
 
-def out_words(g, vals):
-    """INT8 ``vals`` packed into activation words (tag, data), bytes past the end 0."""
+def out_words(g, vals, n_words):
+    """INT8 ``vals`` packed into ``n_words`` activation words (tag, data), the rest 0."""
     out = []
-    for w in range(-(-len(vals) // g.bpw)):
+    for w in range(n_words):
         word = 0
         for b, v in enumerate(vals[w * g.bpw:(w + 1) * g.bpw]):
             word |= (int(v) & 0xFF) << (8 * b)
@@ -167,7 +169,7 @@ def pu_config(layer, pu_dest, act_route=0):
         put(g.agg_port, 0, AGG_REG_DEST, g.dig_port)
         for reg, value in ((DIG_REG_SCALE_IN, s1), (DIG_REG_SCALE_OUT, s2),
                            (DIG_REG_GELU, int(gelu)), (DIG_REG_DEST, 0),
-                           (DIG_REG_OUTPUTS, layer.n)):
+                           (DIG_REG_OUTPUTS, layer.n), (DIG_REG_WORDS, layer.out_words)):
             put(g.dig_port, 0, reg, value)
     return cfg
 
@@ -270,7 +272,7 @@ class Scoreboard:
         h = x
         for layer in self.layers:
             h = layer.golden(h)
-        exp = dict(out_words(self.g, h)) if self.int8 else h
+        exp = dict(out_words(self.g, h, self.layers[-1].out_words)) if self.int8 else h
         self.vectors.append([x, exp, {}, cycle, None])
         self.inflight[0 if self.int8 else v % 2].append(v)
         return v
@@ -368,6 +370,20 @@ class TB:
         return start
 
 
+def int8_stats(layers, xs):
+    """Distinct values and saturated (-128 / 127) count of the golden INT8 outputs (to
+    show the checked words are not trivial)."""
+    outs = []
+    for x in xs:
+        h = x
+        for layer in layers:
+            h = layer.golden(h)
+        outs.append(h)
+    outs = np.array(outs)
+    return dict(int8_distinct=int(len(np.unique(outs))),
+                int8_saturated=int(((outs == 127) | (outs == -128)).sum()), int8_values=int(outs.size))
+
+
 def input_vectors(seed, vectors, m):
     rng = np.random.default_rng(seed + 1)
     xs = rng.integers(-128, 128, (vectors, m))
@@ -398,7 +414,8 @@ async def layer_test(dut, name, ber, p_ready=0.7, p_valid=1.0, sfu=False, gelu=T
             modules=G.n_modules, arrays_per_module=G.apm, vectors=len(xs),
             first_vector_latency=lat[0], total_cycles=total,
             cycles_per_vector_mlc_array=G.cycles_per_vector("mlc"),
-            saturated_conversions=int(layer.pm.saturated(xs)))
+            saturated_conversions=int(layer.pm.saturated(xs)),
+            **(int8_stats([layer], xs) if sfu else {}))
     assert bank.samples == 8 * len(xs) * len(layer.tiles)
 
 

@@ -1,0 +1,103 @@
+"""Chip top: an IO port and ``n_pus`` processing units joined by the global bus.
+
+Global-bus ports: 0 = IO (the chip's ``i`` / ``o`` streams), ``1 + p`` = PU ``p``. All
+packets on ``i`` / ``o`` and between PUs carry global addresses (the packet format of
+:mod:`hyflexpim.rtl.bus`, ``addr_width = ceil_log2(n_pus + 1)``); each PU's bridge
+(:class:`~hyflexpim.rtl.pu.Bridge`) translates to its inner bus. What flows where is set
+by CONFIG packets from the IO port:
+
+* layer output to the next layer's PU: the digital module of PU ``p`` sends its INT8
+  activation words to its bridge, whose ACTIVATION route names PU ``q``'s global port;
+  PU ``q``'s bridge scatters them to its arrays (:func:`~hyflexpim.rtl.pu.route_value`);
+* a layer split over PUs: PU ``p``'s aggregator sends its (partial) RESULTs to the
+  bridge, whose RESULT route names PU ``q`` with kind PARTIAL_SUM; PU ``q``'s bridge
+  hands them to its aggregator, which counts them as one more part;
+* the last layer's outputs: route to global port 0 (the IO port).
+
+Ports: ``i`` packets the IO port sends, ``o`` packets it receives, ``xbar[p * A + t]``
+crossbar interface of array ``t`` of PU ``p`` (``A`` arrays per PU).
+"""
+
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from .analog import CrossbarSignature
+from .bus import GlobalBus, packet_layout, _check_int
+from .pu import ProcessingUnit, _connect_xbar
+from ..sim.blocks import Block
+
+__all__ = ["Chip", "BLOCKS"]
+
+
+class Chip(wiring.Component):
+    """``n_pus`` PUs (1..64) and the IO port on a :class:`~hyflexpim.rtl.bus.GlobalBus`.
+
+    ``global_fifo_depth`` is the global bus's FIFO depth (2..1024); every other keyword
+    goes to each :class:`~hyflexpim.rtl.pu.ProcessingUnit` (``ext_addr_width`` is set here).
+    """
+
+    def __init__(self, n_pus=2, *, global_fifo_depth=4, **pu_kw):
+        _check_int("n_pus", n_pus, 1, 64)
+        _check_int("global_fifo_depth", global_fifo_depth, 2, 1024)
+        if "ext_addr_width" in pu_kw:
+            raise ValueError("ext_addr_width is set by the chip (global bus address bits)")
+        self._n_pus, self._fifo_depth = n_pus, global_fifo_depth
+        self._addr_width = max(1, ceil_log2(n_pus + 1))
+        self._pu_kw = dict(pu_kw, ext_addr_width=self._addr_width)
+        probe = ProcessingUnit(**self._pu_kw)           # parameter checks, geometry
+        probe._MustUse__silence = True
+        self._n_arrays = probe.n_arrays
+        self._pu_probe = probe
+        self._data_width = probe.ext_layout.members["data"].width
+        self._tag_width = probe.ext_layout.members["header"].members["tag"].width
+        self._layout = packet_layout(self._addr_width, self._data_width, self._tag_width)
+        p = probe.params
+        sig = stream.Signature(self._layout)
+        super().__init__({
+            "i": In(sig),
+            "o": Out(sig),
+            "xbar": Out(CrossbarSignature(p.rows, p.cols, p.mlc_bits)).array(n_pus * self._n_arrays),
+        })
+
+    n_pus = property(lambda self: self._n_pus)
+    addr_width = property(lambda self: self._addr_width)
+    layout = property(lambda self: self._layout, doc="global packet layout")
+    arrays_per_pu = property(lambda self: self._n_arrays)
+    IO_PORT = GlobalBus.IO_PORT
+
+    def pu_port(self, p):
+        """Global address of PU ``p``."""
+        return 1 + _check_int("p", p, 0, self._n_pus - 1)
+
+    @property
+    def pu(self):
+        """A :class:`ProcessingUnit` with the chip's PU parameters (addresses, layouts)."""
+        return self._pu_probe
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.bus = bus = GlobalBus(self._n_pus, self._data_width, self._fifo_depth,
+                                           addr_width=self._addr_width, tag_width=self._tag_width)
+        wiring.connect(m, wiring.flipped(self.i), bus.i[self.IO_PORT])
+        wiring.connect(m, bus.o[self.IO_PORT], wiring.flipped(self.o))
+        for p in range(self._n_pus):
+            pu = ProcessingUnit(**self._pu_kw)
+            m.submodules[f"pu_{p}"] = pu
+            wiring.connect(m, bus.o[self.pu_port(p)], pu.i)
+            wiring.connect(m, pu.o, bus.i[self.pu_port(p)])
+            for t in range(self._n_arrays):
+                _connect_xbar(m, self.xbar[p * self._n_arrays + t], pu.xbar[t])
+        return m
+
+
+BLOCKS = [
+    Block("chip", lambda n_pus, **kw: Chip(n_pus, **kw),
+          dict(n_pus=2, global_fifo_depth=4, fifo_depth=4, n_modules=2, arrays_per_module=2, rows=64, cols=128,
+               slc_bits=6, mlc_bits=7, read_cycles=4, data_width=32, tag_width=8,
+               max_parts=16, n_digital=1, degree=4),
+          "chip top: IO port and processing units on the global bus (layer pipeline, "
+          "split layers)",
+          small=dict(rows=16, cols=32, tag_width=6)),
+]

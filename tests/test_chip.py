@@ -1,0 +1,53 @@
+# amaranth: UnusedElaboratable=no
+"""Chip top: parameter checks, addresses, and two layers on two PUs (tb/chip_tb.py)."""
+
+import os
+
+import pytest
+
+from hyflexpim.rtl.chip import Chip
+from hyflexpim.sim.blocks import get_block
+from hyflexpim.sim.cocotb_runner import run_cocotb
+
+SMALL = dict(n_modules=2, arrays_per_module=2, rows=16, cols=32, slc_bits=6, mlc_bits=7,
+             read_cycles=2, data_width=32, fifo_depth=4, tag_width=6, max_parts=4, n_digital=1)
+
+
+def _run(chip_params, layers, testcase=None, seed=None, report=None):
+    seed = seed if seed is not None else int(os.environ.get("HYFLEXPIM_SEED", "1"))
+    print(f"cocotb seed: HYFLEXPIM_SEED={seed}")
+    env = {"HYFLEXPIM_SEED": seed}
+    if report:
+        env["HYFLEXPIM_CHIP_REPORT"] = report
+    n_pus = chip_params.get("n_pus", 2)
+    pu = {k: v for k, v in chip_params.items() if k != "n_pus"}
+    return run_cocotb(Chip(n_pus, **pu), toplevel="chip", test_module="hyflexpim.tb.chip_tb",
+                      params={**chip_params, **layers}, extra_env=env, testcase=testcase)
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(n_pus=0), r"^n_pus must be an integer in 1\.\.64, not 0$"),
+    (dict(global_fifo_depth=1), r"^global_fifo_depth must be an integer in 2\.\.1024, not 1$"),
+    (dict(ext_addr_width=3), r"^ext_addr_width is set by the chip \(global bus address bits\)$"),
+    (dict(n_modules=0), r"^n_modules must be an integer in 1\.\.64, not 0$"),
+])
+def test_chip_parameter_errors(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        Chip(**kw)
+
+
+def test_chip_addresses_and_block():
+    chip = Chip(3, **SMALL)
+    assert chip.addr_width == 2 and chip.arrays_per_pu == 4
+    assert [chip.pu_port(p) for p in range(3)] == [1, 2, 3]
+    with pytest.raises(ValueError, match=r"^p must be an integer in 0\.\.2, not 3$"):
+        chip.pu_port(3)
+    blk = get_block("chip")
+    blk.build(**blk.small)
+
+
+def test_chip_two_layers_two_pus():
+    """32 x 12 (GELU) on PU 0 -> global bus -> 12 x 12 on PU 1 -> IO, INT8 bit-exact."""
+    passed, _ = _run(dict(n_pus=2, **SMALL), dict(m1=32, n1=12, n2=12, n_slc1=4, n_slc2=4,
+                                                    vectors=2))
+    assert passed == 2
