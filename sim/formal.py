@@ -118,6 +118,11 @@ def _sar(always_ready):
     return lambda: SarAdcProps(cols=2, slc_bits=6, mlc_bits=7, rows=4, always_ready=always_ready)
 
 
+def _shift_add(**kw):
+    from .formal_props import ShiftAddProps
+    return lambda: ShiftAddProps(rows=4, cols=8, slc_bits=6, mlc_bits=7, gaps=True, **kw)
+
+
 CHECKS = [
     Check("sar_steps",
           "SAR controller (6/7-bit, 2 columns, output never stalled): every conversion takes "
@@ -128,6 +133,12 @@ CHECKS = [
           "SAR controller with arbitrary output backpressure: every code equals the "
           "binary-search result and carries its column, plane, mode and xsum",
           _sar(False), "prove", 20),
+    Check("shift_add_overflow",
+          "shift-and-add (4 rows, 8 columns, 6/7-bit codes, minimum result width 23): for any "
+          "legal code sequence, xsum, mode, input gaps and output backpressure, every "
+          "accumulation step's exact value fits the result width and acc / partial stay "
+          "within the bounds of the planes and slices done",
+          _shift_add(), "prove", 2),
 ]
 
 

@@ -6,11 +6,11 @@ specification states them (binary-search result, exact sum), not copied from the
 Run them with :mod:`hyflexpim.sim.formal` (SymbiYosys through ``yowasp-sby``).
 """
 
-from amaranth.asserts import AnyConst, AnySeq, Initial
+from amaranth.asserts import AnySeq
 from amaranth.hdl import Assert, Assume, Const, Elaboratable, Module, Mux, ResetSignal, Signal, signed
-from amaranth.utils import ceil_log2
 
-from ..models.encoding import INPUT_BITS, WEIGHT_OFFSET
+from ..models.encoding import (INPUT_BITS, WEIGHT_OFFSET, bits_per_cell, column_weight,
+                               slices_per_weight)
 from ..rtl.analog import Mode, SarAdcController, ShiftAdd
 
 __all__ = ["SarAdcProps", "ShiftAddProps", "stream_source_rules"]
@@ -169,35 +169,56 @@ class ShiftAddProps(Elaboratable):
     """"The shift-and-add never overflows its result width for any input."
 
     Environment: codes arrive in the order the SAR controller sends them (column
-    0..cols-1 for plane 0, then plane 1, ... plane 7), with any code of the mode's ADC
-    range (0 .. 2^slc_bits - 1 in SLC, 0 .. 2^mlc_bits - 1 in MLC), any ``xsum`` of
-    ``rows`` INT8 inputs, a mode and ``xsum`` fixed per vector; with ``gaps`` also
-    arbitrary input gaps and output backpressure; with ``vertices`` only codes 0 and
-    max (enough for the extremes, y being linear in every code).
+    0..cols-1 for plane 0, then plane 1, ... plane 7, then the next vector), with any
+    code of the mode's ADC range (0 .. 2^slc_bits - 1 in SLC, 0 .. 2^mlc_bits - 1 in
+    MLC), any ``xsum`` of ``rows`` INT8 inputs, mode and ``xsum`` fixed per vector; with
+    ``gaps`` also arbitrary input gaps and output backpressure.
 
-    Status: NOT part of :data:`hyflexpim.sim.formal.CHECKS`. Comparing the output with
-    the reference after a full vector (64 transfers) is an arithmetic equivalence that
-    yices did not finish within minutes; an inductive proof needs the accumulators as
-    an observation port of ``ShiftAdd`` (see docs/synthesis.md).
+    Inductive statement, per neuron ``j`` (``C`` = largest code x sum of the mode's
+    column weights, 255 x (2^slc_bits - 1) in SLC, 85 x (2^mlc_bits - 1) in MLC; ``b`` =
+    planes of the current vector neuron ``j`` has completed, known from the position in
+    the code sequence):
 
-    Reference: the exact result of the specification, in a width 8 bits wider than
-    the block's ``result_width``::
+    * ``1 <= b <= 7``: ``-128 xsum <= acc[j] <= -128 xsum + (2^b - 1) C``;
+    * ``b == 8`` (sign plane done): ``-128 xsum - 128 C <= acc[j] <= -128 xsum + 127 C``;
+    * ``partial`` (sum over the slices of the current neuron done so far,
+      ``sum_{i<k} code_i w^i``) ``<= maxcode (w^k - 1) / (w - 1)``;
+    * every accumulation step, computed from the block's own ``acc`` and ``partial`` in
+      a width 8 bits wider than ``result_width`` (``-128 xsum`` or ``acc[j]``, plus
+      ``+-(partial + code w^k) 2^plane``), fits ``result_width``: the base, the plane
+      term and their sum; the slice sum fits ``partial``'s width.
 
-        y[j] = -128 * xsum + sum_p s(p) 2^p sum_k code(p, j, k) * w^k
+    The bounds are written from the specification (``models.encoding`` weights), not
+    from the RTL. ``acc`` and ``partial`` are ``ShiftAdd``'s observation signals
+    (``dut.acc``, ``dut.partial``). With the asserts assumed for the previous steps,
+    each step's bound follows from the previous one, so k-induction closes at a small
+    depth (see :data:`hyflexpim.sim.formal.CHECKS`).
 
-    with s(7) = -1 (two's-complement sign plane), s(p) = +1 otherwise, w = 2 (SLC, 8
-    columns per neuron) or 4 (MLC, 4 columns per neuron). Assertions: the exact value
-    fits ``result_width`` (no overflow is possible), and every result word equals it
-    (no wrap-around happened); neurons that SLC mode leaves unused are 0.
+    ``dut`` replaces the block under test (tests pass one with a result width below the
+    minimum, which must fail); ``result_width`` defaults to the dut's, else to
+    :meth:`ArrayParams.min_result_width`.
     """
 
     def __init__(self, rows=4, cols=8, slc_bits=6, mlc_bits=7, result_width=None, gaps=False,
-                 vertices=True, dut=None):
+                 dut=None):
         from ..models.array import ArrayParams
         self.params = ArrayParams(rows=rows, cols=cols, slc_bits=slc_bits, mlc_bits=mlc_bits)
-        self.result_width = result_width or self.params.min_result_width()
-        self.gaps, self.vertices = gaps, vertices
+        if result_width is None:
+            result_width = dut.result_width if dut is not None else \
+                self.params.min_result_width()
+        self.result_width = result_width
+        self.gaps = gaps
         self._dut = dut
+
+    def _mode_consts(self):
+        """Per mode: (max code, bits per cell, slices per neuron, C)."""
+        p, out = self.params, {}
+        for mode, name in ((Mode.SLC, "slc"), (Mode.MLC, "mlc")):
+            spn = slices_per_weight(name)
+            maxc = p.max_code(name)
+            out[mode] = (maxc, bits_per_cell(name), spn,
+                         maxc * sum(column_weight(name, k) for k in range(spn)))
+        return out
 
     def elaborate(self, platform):
         m = Module()
@@ -207,6 +228,12 @@ class ShiftAddProps(Elaboratable):
                                                        rw)
         n_out = p.cols // 4
         wide = rw + 8
+        consts = self._mode_consts()
+        lo, hi = -(1 << (rw - 1)), (1 << (rw - 1)) - 1
+        pw = len(dut.partial)
+
+        def fits(v, lo=lo, hi=hi):
+            return [Assert(v >= lo), Assert(v <= hi)]
 
         # --- environment: a legal code sequence ------------------------------------
         c = dut.i.p
@@ -220,18 +247,14 @@ class ShiftAddProps(Elaboratable):
         col = Signal(range(p.cols))
         vmode = Signal(Mode)
         vxsum = Signal(signed(len(c.xsum)))
-        first = (plane == 0) & (col == 0)
+        at_start = (plane == 0) & (col == 0)
+        xlo, xhi = -128 * p.rows, 127 * p.rows
         m.d.comb += [Assume(c.plane == plane), Assume(c.col == col),
-                     Assume(c.xsum >= -128 * p.rows), Assume(c.xsum <= 127 * p.rows)]
-        with m.If(~first):
+                     Assume(c.xsum >= xlo), Assume(c.xsum <= xhi)]
+        with m.If(~at_start):
             m.d.comb += [Assume(c.mode == vmode), Assume(c.xsum == vxsum)]
         with m.If(c.mode == Mode.SLC):
-            m.d.comb += Assume(c.code < (1 << p.slc_bits))
-        if self.vertices:
-            # Codes at the ends of their range only: y is linear in every code, so its
-            # extremes over the box of legal inputs lie at these vertices.
-            maxc = Mux(c.mode == Mode.MLC, (1 << p.mlc_bits) - 1, (1 << p.slc_bits) - 1)
-            m.d.comb += Assume((c.code == 0) | (c.code == maxc))
+            m.d.comb += Assume(c.code <= consts[Mode.SLC][0])
         xfer = dut.i.valid & dut.i.ready
         with m.If(xfer):
             m.d.sync += [vmode.eq(c.mode), vxsum.eq(c.xsum)]
@@ -239,45 +262,59 @@ class ShiftAddProps(Elaboratable):
                 m.d.sync += [col.eq(0), plane.eq(Mux(plane == INPUT_BITS - 1, 0, plane + 1))]
             with m.Else():
                 m.d.sync += col.eq(col + 1)
+        # The recorded xsum is always one of a legal vector.
+        m.d.comb += fits(vxsum, xlo, xhi)
 
-        # --- reference: exact sums in a wider width ----------------------------------
+        # --- state invariants: acc and partial within the bounds of the work done ----
+        offset = Signal(signed(wide))
+        m.d.comb += offset.eq(-WEIGHT_OFFSET * vxsum)
+        top = INPUT_BITS - 1
+        for mode, (maxc, bpc, spn, big_c) in consts.items():
+            w = 1 << bpc
+            with m.If(~at_start & (vmode == mode)):
+                used = n_out if mode == Mode.MLC else p.cols // 8
+                for j in range(used):
+                    # Planes of this vector neuron j has completed.
+                    b = Signal(range(INPUT_BITS + 1), name=f"b{j}_{mode.name}")
+                    m.d.comb += b.eq(plane + (col > (j + 1) * spn - 1))
+                    acc = dut.acc[j]
+                    for done in range(1, INPUT_BITS + 1):
+                        if done <= top:
+                            a_lo, a_hi = 0, ((1 << done) - 1) * big_c
+                        else:
+                            a_lo, a_hi = -(1 << top) * big_c, ((1 << top) - 1) * big_c
+                        with m.If(b == done):
+                            m.d.comb += fits(acc, offset + a_lo, offset + a_hi)
+                k = col % spn
+                for done in range(1, spn):
+                    with m.If(k == done):
+                        m.d.comb += Assert(dut.partial <= maxc * ((w ** done - 1) // (w - 1)))
+
+        # --- every accumulation step fits result_width ----------------------------
         mlc = c.mode == Mode.MLC
+        k = Signal(3)
+        last_k = Signal()
         neuron = Signal(range(n_out))
-        m.d.comb += neuron.eq(Mux(mlc, col // 4, col // 8))
-        # Per neuron and plane, the slices are summed first (sum_k code * w^k), then the
-        # plane's weight is applied: the association of the specification's formula.
-        part = Signal(wide)
-        part_nxt = Signal(wide)
-        k0 = Mux(mlc, col % 4 == 0, col % 8 == 0)
-        last_k = Mux(mlc, col % 4 == 3, col % 8 == 7)
-        m.d.comb += part_nxt.eq(Mux(k0, 0, part) + (c.code << Mux(mlc, (col % 4) * 2, col % 8)))
-        scaled = Signal(signed(wide))
-        m.d.comb += scaled.eq(Mux(plane == INPUT_BITS - 1, -(part_nxt << plane),
-                                  part_nxt << plane))
-        ref = [Signal(signed(wide), name=f"ref{j}") for j in range(n_out)]
-        nxt = [Signal(signed(wide), name=f"nxt{j}") for j in range(n_out)]
+        m.d.comb += [
+            k.eq(Mux(mlc, col % 4, col % 8)),
+            last_k.eq(Mux(mlc, col % 4 == 3, col % 8 == 7)),
+            neuron.eq(Mux(mlc, col // 4, col // 8)),
+        ]
+        summed = Signal(wide)
+        m.d.comb += summed.eq(Mux(k == 0, 0, dut.partial) +
+                              (c.code << Mux(mlc, k * 2, k)))
+        term = Signal(signed(wide))
+        m.d.comb += term.eq(Mux(plane == top, -(summed << top), summed << plane))
+        acc_n = Signal(signed(rw))
         for j in range(n_out):
-            base = Mux(plane == 0, -WEIGHT_OFFSET * c.xsum, ref[j])
-            m.d.comb += nxt[j].eq(Mux((neuron == j) & last_k, base + scaled, ref[j]))
-        final = (plane == INPUT_BITS - 1) & (col == p.cols - 1)
-        pend = [Signal(signed(wide), name=f"pend{j}") for j in range(n_out)]
-        pend_mode = Signal(Mode)
+            with m.If(neuron == j):
+                m.d.comb += acc_n.eq(dut.acc[j])
+        base = Signal(signed(wide))
+        m.d.comb += base.eq(Mux(plane == 0, -WEIGHT_OFFSET * c.xsum, acc_n))
+        step = Signal(signed(wide))
+        m.d.comb += step.eq(base + term)
         with m.If(xfer):
-            m.d.sync += part.eq(part_nxt)
-            m.d.sync += [r.eq(x) for r, x in zip(ref, nxt)]
-            with m.If(final):
-                m.d.sync += [q.eq(x) for q, x in zip(pend, nxt)]
-                m.d.sync += pend_mode.eq(c.mode)
-
-        # --- properties ---------------------------------------------------------------
-        lo, hi = -(1 << (rw - 1)), (1 << (rw - 1)) - 1
-        for j in range(n_out):
-            m.d.comb += [Assert(nxt[j] >= lo), Assert(nxt[j] <= hi)]
-        with m.If(dut.o.valid):
-            m.d.comb += Assert(dut.o.p.mode == pend_mode)
-            for j in range(n_out):
-                with m.If((pend_mode == Mode.MLC) | (j < p.cols // 8)):
-                    m.d.comb += Assert(dut.o.p.y[j] == pend[j])
-                with m.Else():
-                    m.d.comb += Assert(dut.o.p.y[j] == 0)
+            m.d.comb += Assert(summed < (1 << pw))
+            with m.If(last_k):
+                m.d.comb += fits(base) + fits(term) + fits(step)
         return m

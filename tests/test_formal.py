@@ -3,12 +3,14 @@
 and a wrong controller is caught (so the harness can fail)."""
 
 import re
+from pathlib import Path
 
 import pytest
 
-from hyflexpim.rtl.analog import SarAdcController
+from hyflexpim.models.array import ArrayParams
+from hyflexpim.rtl.analog import SarAdcController, ShiftAdd
 from hyflexpim.sim import formal as F
-from hyflexpim.sim.formal_props import SarAdcProps
+from hyflexpim.sim.formal_props import SarAdcProps, ShiftAddProps
 from hyflexpim.sim.cli import main
 
 
@@ -26,6 +28,37 @@ def test_wrong_step_count_is_caught(slc, mlc):
                     dut=SarAdcController(2, slc, mlc, 4))
     r = F.run_sby(h, f"mutant_{slc}_{mlc}", mode="bmc", depth=20)
     assert r.status == "FAIL", r
+
+
+def _narrow_shift_add(monkeypatch):
+    """A 4 x 8, 6/7-bit ShiftAdd one bit narrower than the minimum result width (its
+    constructor refuses that width, so its minimum is lowered for the construction)."""
+    need = ArrayParams(rows=4, cols=8, slc_bits=6, mlc_bits=7).min_result_width()
+    with monkeypatch.context() as mp:
+        mp.setattr(ArrayParams, "min_result_width", lambda self: 1)
+        dut = ShiftAdd(4, 8, 6, 7, need - 1)
+    assert dut.result_width == need - 1
+    return dut
+
+
+def test_shift_add_one_bit_narrower_fails_induction(monkeypatch):
+    # With the result width one bit below the minimum, the bounds no longer fit: the
+    # inductive step fails on an accumulation assertion (basecase still passes).
+    r = F.run_sby(ShiftAddProps(dut=_narrow_shift_add(monkeypatch)), "sa_narrow_prove",
+                  mode="prove", depth=2)
+    assert r.status != "PASS", r
+    assert re.search(r"returned FAIL for induction", Path(r.workdir, "sby.log").read_text()), r
+
+
+@pytest.mark.slow
+def test_shift_add_one_bit_narrower_overflows(monkeypatch):
+    # The overflow is reachable from reset: the largest positive result (-128 xsum +
+    # 127 C) is complete after plane 6, at transfer 56 (step 55), the earliest step at
+    # which a 22-bit accumulator can overflow; about 70 s.
+    r = F.run_sby(ShiftAddProps(dut=_narrow_shift_add(monkeypatch)), "sa_narrow_bmc",
+                  mode="bmc", depth=56)
+    assert r.status == "FAIL", r
+    assert re.search(r"failed assertion .* step 55$", r.summary), r
 
 
 def test_bad_mode_and_depth():
