@@ -8,7 +8,7 @@ own cost: one flip-flop per input bit, 33 flip-flops, and the XOR tree.
 """
 
 from amaranth.hdl import Cat, Elaboratable, Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 
 __all__ = ["BoardTop", "io_bits"]
 
@@ -59,6 +59,6 @@ class BoardTop(Elaboratable):
         obs = Cat(*outs) if outs else lfsr[0]
         m.d.sync += self.led.eq(obs.xor())
         if platform is not None:
-            led = platform.request("led", 0)
+            m.submodules.led = led = io.Buffer("o", platform.request("led", 0, dir="-"))
             m.d.comb += led.o.eq(self.led)
         return m

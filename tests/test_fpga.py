@@ -7,7 +7,8 @@ import pytest
 
 from hyflexpim.rtl.board_top import BoardTop, io_bits
 from hyflexpim.sim.blocks import get_block
-from hyflexpim.sim.fpga import fpga_build, parse_nextpnr_fmax
+from hyflexpim.sim.cli import main
+from hyflexpim.sim.fpga import FpgaBuildError, fpga_build, parse_nextpnr_fmax
 
 
 def test_board_top_covers_every_port_bit():
@@ -43,3 +44,28 @@ def test_ecp5_build_of_small_sar_adc():
 def test_bad_board():
     with pytest.raises(ValueError, match=r"^board must be one of ice40, ecp5, not 'xilinx'$"):
         fpga_build("sar_adc", "xilinx")
+
+
+def test_failed_build_is_one_line(capfd):
+    # A build the tools reject (an option synth_ice40 does not know): one line on
+    # stderr naming the block, board, the tool's error and its log; exit status 1.
+    argv = ["fpga", "sar_adc", "-p", "cols=8", "-p", "rows=4", "--board", "ice40",
+            "--synth-opts=-nosuchoption", "-o", "build/test_fpga_fail"]
+    assert main(argv) == 1
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert re.fullmatch(r"hyflexpim fpga: error: sar_adc on ice40: build failed: ERROR: "
+                        r"Command syntax error: .* \(log: \S+/top\.rpt\)\n", err), err
+    with pytest.raises(FpgaBuildError, match=r"^ERROR: Command syntax error"):
+        fpga_build("sar_adc", "ice40", {"cols": 8, "rows": 4}, outdir="build/test_fpga_fail",
+                   synth_opts="-nosuchoption")
+
+
+@pytest.mark.slow
+def test_ecp5_build_of_small_analog_array_with_workaround():
+    # Yosys 0.70's synth_ecp5 stops on an internal assertion for this design; the flow
+    # retries with -dff and says so.
+    r = fpga_build("analog_array", "ecp5", outdir="build/test_fpga")
+    assert r["luts"] > 0 and r["fmax_mhz"]
+    if r["workaround"]:
+        assert r["synth_opts"] == "-dff" and "GetSize(conn.first)" in r["workaround"]
