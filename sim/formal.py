@@ -5,8 +5,9 @@ Flow: a harness from :mod:`hyflexpim.sim.formal_props` (Amaranth ``Assert`` /
 ``Assume``) -> RTLIL (``amaranth.back.rtlil``) -> a ``.sby`` file (``read_rtlil``,
 ``prep``) -> ``yowasp-sby`` in a work folder (its cwd, files named relatively).
 
-``CHECKS`` lists the properties the project proves; ``hyflexpim formal`` runs them and
-the tests run them too.
+``CHECKS`` lists the properties the project checks, proven by k-induction (``prove``)
+or bounded to a stated depth (``bmc``); ``hyflexpim formal`` runs them and the tests
+run them too.
 """
 
 import os
@@ -49,6 +50,8 @@ class Check:
     make: object
     mode: str = "prove"
     depth: int = 20
+    #: Yosys commands after ``prep -top top`` (e.g. ``memory_map`` for FIFOs).
+    script: tuple = ()
 
 
 def _bin(name):
@@ -80,9 +83,9 @@ def _env():
     return env
 
 
-def run_sby(harness, name, *, mode="prove", depth=20, workdir=None, timeout=900):
+def run_sby(harness, name, *, mode="prove", depth=20, workdir=None, timeout=900, script=()):
     """Check ``harness`` (an Amaranth elaboratable) with SymbiYosys; return a
-    :class:`FormalResult`."""
+    :class:`FormalResult`. ``script``: Yosys commands run after ``prep -top top``."""
     if mode not in ("prove", "bmc"):
         raise ValueError(f"mode must be 'prove' or 'bmc', not {mode!r}")
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
@@ -96,7 +99,8 @@ def run_sby(harness, name, *, mode="prove", depth=20, workdir=None, timeout=900)
     (workdir / "top.il").write_text(rtlil.convert(harness, name="top", ports=[]))
     (workdir / "check.sby").write_text(
         f"[options]\nmode {mode}\ndepth {depth}\n\n[engines]\nsmtbmc {slv}\n\n"
-        f"[script]\nread_rtlil top.il\nprep -top top\n\n[files]\ntop.il\n")
+        f"[script]\n" + "\n".join(["read_rtlil top.il", "prep -top top", *script]) +
+        "\n\n[files]\ntop.il\n")
     t0 = time.perf_counter()
     proc = subprocess.run([sby, "-f", "check.sby"], cwd=workdir, env=_env(),
                           capture_output=True, text=True, timeout=timeout)
@@ -123,6 +127,11 @@ def _shift_add(**kw):
     return lambda: ShiftAddProps(rows=4, cols=8, slc_bits=6, mlc_bits=7, gaps=True, **kw)
 
 
+def _bus():
+    from ..rtl.bus_formal import BusOrderHarness
+    return lambda: BusOrderHarness(n_ports=2, fifo_depth=2)
+
+
 CHECKS = [
     Check("sar_steps",
           "SAR controller (6/7-bit, 2 columns, output never stalled): every conversion takes "
@@ -139,9 +148,15 @@ CHECKS = [
           "accumulation step's exact value fits the result width and acc / partial stay "
           "within the bounds of the planes and slices done",
           _shift_add(), "prove", 2),
+    Check("bus_order",
+          "shared bus (2 ports, FIFO depth 2; rtl/bus_formal.py): no packet is lost, "
+          "duplicated, altered or reordered per (source, destination) pair, packets in "
+          "flight never exceed the FIFO capacity, and a waiting port is granted within "
+          "n_ports - 1 grants to others; any valid/ready/payload pattern, bounded to 12 cycles",
+          _bus(), "bmc", 12, ("memory_map", "opt -fast")),
 ]
 
 
 def run_check(check, workdir=None):
     return run_sby(check.make(), check.name, mode=check.mode, depth=check.depth,
-                   workdir=workdir)
+                   workdir=workdir, script=check.script)

@@ -5,7 +5,7 @@ import sys
 from .. import formal as F
 
 NAME = "formal"
-HELP = "formal property checks with SymbiYosys (SAR step count and code, S&A overflow)"
+HELP = "formal property checks with SymbiYosys (SAR step count and code, S&A overflow, bus order)"
 
 
 def add_arguments(p):
