@@ -14,6 +14,9 @@ so they stay aligned with its pipeline under any backpressure. The ready path is
 therefore combinational through the whole chain (a stall freezes every stage holding a
 valid result, bubbles are squeezed out), which keeps one result per cycle per lane.
 
+Size: ``lanes`` is a parameter; the published SFU (DESIGN.md) has 256 lanes, the
+defaults here (constructors and the block registry) are small: 2 lanes, rows of 16.
+
 Element-wise units (:class:`ExpUnit`, :class:`GeluUnit`): one result per cycle per lane,
 latency = sum of the operator latencies (``latency`` property).
 
@@ -173,7 +176,8 @@ def _exp_steps(ch, args, keep, degree):
 class ExpUnit(wiring.Component):
     """``o = exp(i)`` per lane, one result per cycle per lane (``functions.exp``).
 
-    Parameters: ``lanes`` (positive integer), ``degree`` (Taylor degree, 1..8, default 4).
+    Parameters: ``lanes`` (positive integer, default 2; the published SFU has 256),
+    ``degree`` (Taylor degree, 1..8, default 4).
     ``latency``: cycles from an accepted input to its result with ``o.ready`` high.
     """
 
@@ -586,23 +590,31 @@ class LayerNormUnit(_RowUnit):
         return m
 
 
+#: The published SFU (DESIGN.md) has 256 lanes and rows of up to 512 (softmax) or 768
+#: (layer norm) elements; that size is reached with ``-p lanes=256 -p n=...``. The
+#: registry defaults are small (the constructors' defaults) so that ``hyflexpim verilog``
+#: and ``hyflexpim synth --all`` stay quick; area grows linearly with ``lanes``
+#: (docs/sfu.md).
 BLOCKS = [
     Block("sfu_exp", lambda lanes, degree: ExpUnit(lanes=lanes, degree=degree),
-          {"lanes": 256, "degree": F.EXP_DEGREE},
-          "FP16 exp (Cody-Waite reduction, Taylor degree), one result per cycle per lane",
+          {"lanes": 2, "degree": F.EXP_DEGREE},
+          "FP16 exp (Cody-Waite reduction, Taylor degree), one result per cycle per lane "
+          "(published: 256 lanes)",
           small={"lanes": 2}),
     Block("sfu_gelu", lambda lanes, degree: GeluUnit(lanes=lanes, degree=degree),
-          {"lanes": 256, "degree": F.EXP_DEGREE},
-          "FP16 GELU (tanh form through exp), one result per cycle per lane",
+          {"lanes": 2, "degree": F.EXP_DEGREE},
+          "FP16 GELU (tanh form through exp), one result per cycle per lane "
+          "(published: 256 lanes)",
           small={"lanes": 2}),
     Block("sfu_softmax",
           lambda n, lanes, slots, degree: SoftmaxUnit(n=n, lanes=lanes, slots=slots, degree=degree),
-          {"n": 512, "lanes": 256, "slots": 4, "degree": F.EXP_DEGREE},
-          "FP16 softmax over rows of n (max, exp, sum, divide), three passes per row",
+          {"n": 16, "lanes": 2, "slots": 4, "degree": F.EXP_DEGREE},
+          "FP16 softmax over rows of n (max, exp, sum, divide) (published: 256 lanes, n 512)",
           small={"n": 16, "lanes": 2}),
     Block("sfu_layernorm",
           lambda n, lanes, slots, eps: LayerNormUnit(n=n, lanes=lanes, slots=slots, eps=eps),
-          {"n": 768, "lanes": 256, "slots": 4, "eps": F._h(1e-5)},
-          "FP16 layer norm over rows of n (mean, variance, sqrt, divide, gamma, beta)",
+          {"n": 16, "lanes": 2, "slots": 4, "eps": F._h(1e-5)},
+          "FP16 layer norm over rows of n (mean, variance, sqrt, divide, gamma, beta) "
+          "(published: 256 lanes, n 768)",
           small={"n": 16, "lanes": 2}),
 ]
