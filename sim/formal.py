@@ -128,8 +128,11 @@ def _shift_add(**kw):
 
 
 def _bus():
-    from ..rtl.bus_formal import BusOrderHarness
-    return lambda: BusOrderHarness(n_ports=2, fifo_depth=2)
+    def make():
+        # Imported when run: rtl.bus_formal imports this module.
+        from ..rtl.bus_formal import BusOrderHarness
+        return BusOrderHarness(n_ports=2, fifo_depth=2)
+    return make
 
 
 CHECKS = [
