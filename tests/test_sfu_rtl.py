@@ -91,8 +91,11 @@ def test_layernorm_specific_params():
 
 
 def test_blocks_registered_and_small_builds():
+    # registry defaults are small (the published 256 lanes is a -p lanes=256 away) so
+    # that `hyflexpim synth --all` and `hyflexpim verilog` stay quick
     blocks = all_blocks()
     for name in ("sfu_exp", "sfu_gelu", "sfu_softmax", "sfu_layernorm"):
         assert name in blocks
-        assert blocks[name].params["lanes"] == 256
+        assert blocks[name].params["lanes"] <= 4
+        assert blocks[name].params.get("n", 0) <= 64
         blocks[name].build(**blocks[name].small)
