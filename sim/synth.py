@@ -473,9 +473,15 @@ def synth_block(name, overrides=None, *, small=False, outdir=DEFAULT_OUTDIR, lib
                       published=PUBLISHED_65NM.get(name))
 
 
-def synth_all(*, small=False, outdir=DEFAULT_OUTDIR, liberty=None, timing=True, progress=None):
+def synth_all(*, small=False, outdir=DEFAULT_OUTDIR, liberty=None, timing=True, progress=None,
+              names=None):
+    """Synthesize every registered block (or only ``names``), in name order."""
+    blocks = all_blocks()
+    unknown = sorted(set(names or ()) - set(blocks))
+    if unknown:
+        raise ValueError(f"unknown block(s) {', '.join(unknown)}; known: {', '.join(sorted(blocks))}")
     results = []
-    for name in sorted(all_blocks()):
+    for name in sorted(names or blocks):
         if progress:
             progress(name)
         results.append(synth_block(name, small=small, outdir=outdir, liberty=liberty,
