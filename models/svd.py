@@ -36,19 +36,12 @@ import re
 import numpy as np
 
 from ._torch import torch, nn
+from .rank import svd_rank
 
 __all__ = ["svd_rank", "SVDLinear", "static_linears", "factorize_model", "svd_layers",
            "RankScores", "finetune", "score_pass", "evaluate"]
 
 VARIANTS = ("ab", "usv")
-
-
-def svd_rank(m, n):
-    """Kept rank ``floor(m n / (m + n))`` of an m x n matrix (both positive integers)."""
-    for name, v in (("m", m), ("n", n)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, not {v!r}")
-    return (int(m) * int(n)) // (int(m) + int(n))
 
 
 class SVDLinear(nn.Module):

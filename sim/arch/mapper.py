@@ -2,8 +2,8 @@
 
 Matrix -> tile groups
     A static matrix W (m inputs x n outputs) is SVD-factored (``svd=True``, HyFlexPIM)
-    into A (m x r) and B (r x n), ``r = floor(m n / (m + n))`` (same formula as
-    ``hyflexpim.models.svd.svd_rank``, which needs PyTorch). Rank ``i`` is column ``i`` of A
+    into A (m x r) and B (r x n), ``r = floor(m n / (m + n))``
+    (:func:`hyflexpim.models.rank.svd_rank`). Rank ``i`` is column ``i`` of A
     and row ``i`` of B. The ranks stored in SLC (``k`` of them) form one SLC group of
     each factor, the others one MLC group: A.slc (m x k), A.mlc (m x (r - k)),
     B.slc (k x n), B.mlc ((r - k) x n). Without SVD (``svd=False``: the SLC-only design,
@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...models.encoding import neurons_per_array, slices_per_weight
+from ...models.rank import svd_rank
 from .models import ROLES, get_model
 from .params import default_params
 
@@ -57,7 +58,7 @@ class FitError(ValueError):
 
 def kept_rank(m, n):
     """``floor(m n / (m + n))``: the factors have no more parameters than W."""
-    return (m * n) // (m + n)
+    return svd_rank(m, n)
 
 
 def _check_fraction(name, f):
