@@ -30,6 +30,7 @@ from .quant import to_hardware, set_noise
 from .redistribute import build_mapping, check_policy, check_slc_percent, POLICIES
 from .svd import (factorize_model, svd_layers, static_linears, RankScores, finetune,
                   score_pass, evaluate, top_share)
+from . import soft_rank as sr
 
 __all__ = ["NOISE_MODES", "MODE_SETTINGS", "Prepared", "prepare", "mapping_for",
            "evaluate_mapping", "sweep", "write_csv", "plot_sweep", "smallest_k", "KS"]
@@ -58,21 +59,34 @@ class Prepared:
         self.scores, self.figures = scores, figures
 
 
-def prepare(task, mode="hardware", ft_epochs=2, cache=True, quiet=False, score_batches=None):
+def prepare(task, mode="hardware", ft_epochs=2, cache=True, quiet=False, score_batches=None,
+            rank_select="fixed", soft=None):
     """Train (or load) the base model, factor, fine-tune with scores; :class:`Prepared`.
 
     ``figures``: metric of the base, truncated and fine-tuned models (float), the top
     5% / 10% score shares (mean over matrices) before and after fine-tuning (one scoring
     pass over the training data each, lr 0), wall times.
+
+    ``rank_select``: ``fixed`` (r = floor(mn/(m+n)) per matrix) or ``soft-threshold``
+    (per-layer rank learned during fine-tuning, :mod:`.soft_rank`, knobs ``soft``, a
+    :class:`~.soft_rank.SoftRankConfig`); figures then add the kept ranks per matrix,
+    parameter counts and the metric of the soft model before the hard threshold.
     """
     check_mode(mode)
+    sr.check_rank_select(rank_select)
+    soft = soft or sr.SoftRankConfig()
     st = MODE_SETTINGS[mode]
     t0 = time.time()
     base, t_train = task.trained_model(cache=cache, quiet=quiet)
-    fig = dict(task=task.name, mode=mode, metric=task.metric_name, train_s=t_train)
+    fig = dict(task=task.name, mode=mode, metric=task.metric_name, train_s=t_train,
+               rank_select=rank_select)
     ev = lambda m: evaluate(m, task.eval, task.metric)  # noqa: E731
     fig["base"] = ev(base)
     key = f"{task.key()}-{mode}-ft{ft_epochs}"
+    if rank_select != "fixed":
+        d = soft.as_dict()
+        key += "-soft-" + "-".join(f"{d[k]:g}" if d[k] is not None else "fixed"
+                                   for k in sorted(d))
     path = ds.cache_dir() / "checkpoints" / f"{key}.pt"
     factored = copy.deepcopy(base)
     factorize_model(factored, st["variant"], include_head=st["include_head"])
@@ -80,17 +94,50 @@ def prepare(task, mode="hardware", ft_epochs=2, cache=True, quiet=False, score_b
     nb = score_batches
     if cache and path.is_file() and task.name != "tiny":
         blob = torch.load(path, weights_only=False)
+        if blob.get("ranks"):
+            factored = copy.deepcopy(base)
+            factorize_model(factored, st["variant"], include_head=st["include_head"],
+                            ranks=blob["ranks"])
         factored.load_state_dict(blob["model"])
         scores, extra = blob["scores"], blob["figures"]
         fig.update(extra)
     else:
         t = time.time()
         pre = score_pass(factored, task.train, task.loss, max_batches=nb)
+        extra = {}
+        kw = {}
+        if rank_select == "soft-threshold":
+            fixed_layers = svd_layers(factored)
+            factored = copy.deepcopy(base)
+            sr.factorize_soft(factored, st["variant"], include_head=st["include_head"],
+                              temperature=soft.temperature)
+            soft_l = sr.soft_layers(factored)
+            budget = sr.budget_for(soft_l, soft.budget)
+            kw = dict(penalty=lambda: sr.budget_penalty(soft_l, budget, soft.penalty),
+                      param_groups=sr.threshold_groups(factored, soft, task.ft_lr, 0.01))
+            extra.update(params_dense=sr.dense_params(soft_l),
+                         params_fixed=sr.fixed_budget(soft_l), params_budget=budget,
+                         ranks_fixed={n: l.rank for n, l in fixed_layers.items()})
         scores = RankScores(factored)
         finetune(factored, task.train, task.loss, epochs=ft_epochs, lr=task.ft_lr,
-                 scores=scores, quiet=quiet, desc=f"fine-tune {task.name} ({mode})")
+                 scores=scores, quiet=quiet, desc=f"fine-tune {task.name} ({mode})", **kw)
+        if rank_select == "soft-threshold":
+            extra["soft_finetuned"] = ev(factored)
+            with torch.no_grad():
+                extra["params_soft"] = float(sum(sr.rank_cost(l) * l.soft_rank()
+                                                 for l in soft_l.values()))
+            keep = sr.harden(factored, budget)
+            for kind in ("grad", "grad_last_s"):
+                src = getattr(scores, kind)
+                for n, idx in keep.items():
+                    if n in src:
+                        src[n] = src[n][idx]
+            scores.layers = svd_layers(factored)
+            hard = svd_layers(factored)
+            extra["ranks"] = {n: l.rank for n, l in hard.items()}
+            extra["params_hard"] = sum(l.rank * sr.rank_cost(l) for l in hard.values())
         post = score_pass(factored, task.train, task.loss, max_batches=nb)
-        extra = dict(finetune_s=time.time() - t, ft_epochs=ft_epochs)
+        extra.update(finetune_s=time.time() - t, ft_epochs=ft_epochs)
         for tag, sc in (("before", pre), ("after", post), ("during", scores)):
             g = sc.as_numpy("grad")
             for f in (0.05, 0.10):
@@ -100,10 +147,13 @@ def prepare(task, mode="hardware", ft_epochs=2, cache=True, quiet=False, score_b
         fig.update(extra)
         if cache and task.name != "tiny":
             path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(dict(model=factored.state_dict(), scores=scores, figures=extra), path)
+            torch.save(dict(model=factored.state_dict(), scores=scores, figures=extra,
+                            ranks=extra.get("ranks")), path)
     fig["finetuned"] = ev(factored)
     fig["prepare_s"] = time.time() - t0
-    return Prepared(task, mode, base, factored.eval(), scores, fig)
+    prep = Prepared(task, mode, base, factored.eval(), scores, fig)
+    prep.rank_select, prep.soft = rank_select, soft
+    return prep
 
 
 def mapping_for(prep, policy, k, seed=0):
@@ -114,10 +164,14 @@ def mapping_for(prep, policy, k, seed=0):
         layers = static_linears(prep.base, include_head=st["include_head"])
         return build_mapping(policy, k, layers=layers, seed=seed, task=prep.task.name,
                              variant=None, extra=dict(noise_mode=prep.mode))
+    extra = dict(noise_mode=prep.mode)
+    rs = getattr(prep, "rank_select", "fixed")
+    extra["rank_select"] = rs
+    if rs != "fixed":
+        extra["soft_threshold"] = prep.soft.as_dict()
     return build_mapping(policy, k, layers=svd_layers(prep.factored),
                          scores=prep.scores.get(st["score"]), seed=seed, task=prep.task.name,
-                         score_kind=st["score"], variant=st["variant"],
-                         extra=dict(noise_mode=prep.mode))
+                         score_kind=st["score"], variant=st["variant"], extra=extra)
 
 
 def evaluate_mapping(prep, mapping, *, seed=0, noise=True, backend=None, ber=DEFAULT_MLC_BER,
@@ -147,8 +201,10 @@ def smallest_k(rows, ref, higher_is_better, tol=0.01):
 
 def sweep(task, *, modes=NOISE_MODES, policies=POLICIES, ks=KS, seeds=(0, 1, 2), ft_epochs=2,
           hw_backend="faithful", cache=True, quiet=False, log=print, ber=DEFAULT_MLC_BER,
-          paper_std=PAPER_STD):
-    """Metric vs SLC rate for each mode x policy x k x seed. Returns (rows, summary)."""
+          paper_std=PAPER_STD, rank_select="fixed", soft=None):
+    """Metric vs SLC rate for each mode x policy x k x seed. Returns (rows, summary).
+
+    ``rank_select`` / ``soft``: as in :func:`prepare`."""
     from tqdm import tqdm
     for p in policies:
         check_policy(p)
@@ -156,7 +212,8 @@ def sweep(task, *, modes=NOISE_MODES, policies=POLICIES, ks=KS, seeds=(0, 1, 2),
         check_slc_percent(k)
     rows, summary = [], {}
     for mode in modes:
-        prep = prepare(task, mode, ft_epochs=ft_epochs, cache=cache, quiet=quiet)
+        prep = prepare(task, mode, ft_epochs=ft_epochs, cache=cache, quiet=quiet,
+                       rank_select=rank_select, soft=soft)
         be = hw_backend if mode == "hardware" else "paper"
         summary[mode] = dict(prep.figures)
         refs = {}

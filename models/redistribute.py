@@ -14,11 +14,12 @@ The top ``round(k * count / 100)`` ranks (or weights) of every matrix are SLC.
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["POLICIES", "FORMAT", "check_policy", "check_slc_percent", "slc_count",
+__all__ = ["POLICIES", "FORMAT", "arch_place", "check_policy", "check_slc_percent", "slc_count",
            "select_slc", "build_mapping", "pack_mask", "unpack_mask", "save_mapping",
            "load_mapping"]
 
@@ -90,6 +91,17 @@ def unpack_mask(text, shape):
     return bits[:m * n].reshape(m, n).astype(bool)
 
 
+_ROLE_OF = {"attn.q": "q", "attn.k": "k", "attn.v": "v", "attn.proj": "o",
+            "ffn.fc1": "ffn1", "ffn.fc2": "ffn2"}
+
+
+def arch_place(name):
+    """``{"layer": i, "role": r}`` of a model-zoo matrix name (``blocks.<i>.attn.q``, ...)
+    for the architecture mapper (sim/arch/mapper.py), or ``{}`` for other names."""
+    mt = re.fullmatch(r"(?:.*\.)?blocks\.(\d+)\.(attn\.(?:q|k|v|proj)|ffn\.fc[12])", name)
+    return dict(layer=int(mt.group(1)), role=_ROLE_OF[mt.group(2)]) if mt else {}
+
+
 def build_mapping(policy, k, *, layers, scores=None, seed=0, task=None, score_kind="grad",
                   variant="ab", extra=None):
     """The mapping dict of one model for ``policy`` at rate ``k`` percent.
@@ -108,7 +120,7 @@ def build_mapping(policy, k, *, layers, scores=None, seed=0, task=None, score_ki
                 raise ValueError("policy 'magnitude' maps unfactored layers, not SVD factors")
             W = layer.weight.detach().double().numpy().T
             mask = select_slc("magnitude", k, weights=W)
-            mats[name] = dict(shape=list(W.shape), rank=None, policy=policy,
+            mats[name] = dict(**arch_place(name), shape=list(W.shape), rank=None, policy=policy,
                               slc_fraction=float(mask.mean()), slc_count=int(mask.sum()),
                               slc_mask=pack_mask(mask))
             continue
@@ -123,7 +135,8 @@ def build_mapping(policy, k, *, layers, scores=None, seed=0, task=None, score_ki
         if len(sc) != layer.rank:
             raise ValueError(f"{name}: {len(sc)} scores for rank {layer.rank}")
         ranks = select_slc(policy, k, score=sc, seed=seed * 7919 + i)
-        mats[name] = dict(shape=[layer.m, layer.n], rank=layer.rank, policy=policy,
+        mats[name] = dict(**arch_place(name), shape=[layer.m, layer.n], rank=layer.rank,
+                          policy=policy,
                           slc_fraction=len(ranks) / layer.rank, slc_count=len(ranks),
                           slc_ranks=ranks,
                           factors=dict(A=dict(shape=[layer.m, layer.rank], slc="columns"),

@@ -157,10 +157,11 @@ def _set_module(model, name, new):
     setattr(parent, parts[-1], new)
 
 
-def factorize_model(model, variant="ab", include_head=False, names=None):
+def factorize_model(model, variant="ab", include_head=False, names=None, ranks=None):
     """Replace each static linear of ``model`` (in place) by its :class:`SVDLinear`.
 
-    Returns the list of factored names. ``names`` restricts to those layers.
+    Returns the list of factored names. ``names`` restricts to those layers; ``ranks``
+    (``{name: r}``) overrides the rank :func:`svd_rank` of those layers.
     """
     todo = static_linears(model, include_head)
     if names is not None:
@@ -169,7 +170,8 @@ def factorize_model(model, variant="ab", include_head=False, names=None):
     for name, lin in todo.items():
         if isinstance(lin, SVDLinear):
             continue
-        _set_module(model, name, SVDLinear.from_linear(lin, variant))
+        r = None if ranks is None else ranks.get(name)
+        _set_module(model, name, SVDLinear.from_linear(lin, variant, rank=r))
         done.append(name)
     return done
 
@@ -211,17 +213,19 @@ def _progress(it, desc, total=None, quiet=False):
 
 
 def finetune(model, batches, loss_fn, epochs=1, lr=1e-3, weight_decay=0.01, scores=None,
-             quiet=False, desc="fine-tune", max_batches=None):
+             quiet=False, desc="fine-tune", max_batches=None, penalty=None, param_groups=None):
     """Train ``model`` with AdamW. ``batches()`` yields ``(inputs, targets)`` for one epoch.
 
     ``loss_fn(model, inputs, targets)`` returns the mean loss. When ``scores`` (a
     :class:`RankScores`) is given, every batch's gradients are accumulated into it
-    before the optimiser step. Returns the list of per-epoch mean losses.
+    before the optimiser step. ``penalty()`` (optional) returns a term added to each
+    batch's loss before the backward pass (the reported loss is the task loss only);
+    ``param_groups`` replaces the single AdamW group. Returns the per-epoch mean losses.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, not {epochs!r}")
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
-                            weight_decay=weight_decay)
+    groups = param_groups or [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     hist = []
     for ep in range(epochs):
         model.train()
@@ -232,7 +236,7 @@ def finetune(model, batches, loss_fn, epochs=1, lr=1e-3, weight_decay=0.01, scor
                 break
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model, x, y)
-            loss.backward()
+            (loss if penalty is None else loss + penalty()).backward()
             if scores is not None:
                 scores.accumulate()
             opt.step()

@@ -5,7 +5,8 @@ import sys
 from pathlib import Path
 
 from ..cli import UsageError
-from .redistribute import TASKS, POLICIES, check_common, load_algo
+from .redistribute import (TASKS, POLICIES, RANK_SELECT, check_common, load_algo,
+                           add_rank_arguments, rank_config)
 
 NAME = "accuracy"
 HELP = "accuracy (or eval loss) under RRAM noise for a mapping, or a sweep over SLC rates"
@@ -32,6 +33,7 @@ def add_arguments(p):
     p.add_argument("--small", action="store_true", help="subsampled data (fast)")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N samples")
     p.add_argument("--no-cache", action="store_true", help="retrain, do not use checkpoints")
+    add_rank_arguments(p)
     p.add_argument("--out", default="accuracy", help="output prefix: PREFIX.csv, .png, .json")
 
 
@@ -66,7 +68,11 @@ def run(args):
         raise UsageError(f"seeds must be a positive integer, not {args.seeds!r}")
     if not args.sweep and not args.mapping:
         raise UsageError("give --mapping FILE (single evaluation) or --sweep")
+    if args.rank_select not in RANK_SELECT:
+        raise UsageError(f"rank-select must be one of {', '.join(RANK_SELECT)}, "
+                         f"not {args.rank_select!r}")
     load_algo()
+    rs, soft = rank_config(args)
     from ...models.algo_tasks import get_task
     from ...models import accuracy as acc
     from ...models.redistribute import load_mapping
@@ -77,7 +83,11 @@ def run(args):
             raise UsageError(f"mapping file {args.mapping} is for task {mp.get('task')!r}, "
                              f"not {args.task!r}")
         mode = mp.get("noise_mode", args.mode)
-        prep = acc.prepare(task, mode, ft_epochs=args.epochs, cache=not args.no_cache)
+        if mp.get("rank_select") in RANK_SELECT:    # the model the mapping was made for
+            from ...models.soft_rank import SoftRankConfig
+            rs, soft = mp["rank_select"], SoftRankConfig(**(mp.get("soft_threshold") or {}))
+        prep = acc.prepare(task, mode, ft_epochs=args.epochs, cache=not args.no_cache,
+                           rank_select=rs, soft=soft)
         be = args.backend if mode == "hardware" else None
         for s in range(args.seeds):
             v = acc.evaluate_mapping(prep, mp, seed=s, backend=be, ber=args.ber,
@@ -88,7 +98,7 @@ def run(args):
     rows, summary = acc.sweep(task, modes=modes, policies=pols, ks=ks,
                               seeds=tuple(range(args.seeds)), ft_epochs=args.epochs,
                               hw_backend=args.backend or "faithful", cache=not args.no_cache,
-                              ber=args.ber, paper_std=args.paper_std,
+                              ber=args.ber, paper_std=args.paper_std, rank_select=rs, soft=soft,
                               log=lambda s: print(s, file=sys.stderr))
     def out(ext):        # PREFIX.ext, the prefix kept whole even if it has a dot
         return Path(f"{args.out}{ext}")

@@ -23,7 +23,43 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="data split / random policy seed")
     p.add_argument("--small", action="store_true", help="subsampled data (fast)")
     p.add_argument("--no-cache", action="store_true", help="retrain, do not use checkpoints")
+    add_rank_arguments(p)
     p.add_argument("--out", required=True, help="mapping JSON to write")
+
+
+RANK_SELECT = ("fixed", "soft-threshold")
+
+
+def add_rank_arguments(p):
+    """The rank-selection options, shared with ``hyflexpim accuracy``."""
+    p.add_argument("--rank-select", default="fixed",
+                   help="fixed (r = floor(mn/(m+n)) per matrix, default) or soft-threshold "
+                        "(per-layer rank learned by a soft mask on the singular values)")
+    p.add_argument("--rank-budget", type=float, default=None, metavar="F",
+                   help="soft-threshold: parameter budget as a fraction of the original "
+                        "matrices' parameters, in (0, 1] (default: the fixed-rank flow's)")
+    p.add_argument("--rank-temperature", type=float, default=0.1, metavar="T",
+                   help="soft-threshold: mask temperature in log units (default 0.1)")
+    p.add_argument("--rank-penalty", type=float, default=10.0, metavar="LAMBDA",
+                   help="soft-threshold: weight of the budget penalty (default 10)")
+    p.add_argument("--threshold-lr", type=float, default=0.02,
+                   help="soft-threshold: learning rate of the thresholds (default 0.02)")
+
+
+def rank_config(args):
+    """``(rank_select, SoftRankConfig)`` from the options; UsageError on bad values."""
+    if args.rank_select not in RANK_SELECT:
+        raise UsageError(f"rank-select must be one of {', '.join(RANK_SELECT)}, "
+                         f"not {args.rank_select!r}")
+    from ...models.soft_rank import SoftRankConfig
+    try:
+        return args.rank_select, SoftRankConfig(args.rank_temperature, args.rank_penalty,
+                                                args.threshold_lr, args.rank_budget)
+    except ValueError as exc:
+        raise UsageError(str(exc).replace("temperature", "rank-temperature", 1)
+                         .replace("penalty", "rank-penalty", 1)
+                         .replace("threshold_lr", "threshold-lr", 1)
+                         .replace("budget", "rank-budget", 1)) from None
 
 
 def load_algo():
@@ -52,17 +88,27 @@ def run(args):
         raise UsageError(f"policy must be one of {', '.join(POLICIES)}, not {args.policy!r}")
     if not 0 <= args.slc <= 100:
         raise UsageError(f"SLC rate k must be in [0, 100], not {args.slc!r}")
+    if args.rank_select not in RANK_SELECT:
+        raise UsageError(f"rank-select must be one of {', '.join(RANK_SELECT)}, "
+                         f"not {args.rank_select!r}")
     load_algo()
+    rs, soft = rank_config(args)
     from ...models.algo_tasks import get_task
     from ...models.accuracy import prepare, mapping_for
     from ...models.redistribute import save_mapping
     task = get_task(args.task, small=args.small, seed=args.seed)
-    prep = prepare(task, args.mode, ft_epochs=args.epochs, cache=not args.no_cache)
+    prep = prepare(task, args.mode, ft_epochs=args.epochs, cache=not args.no_cache,
+                   rank_select=rs, soft=soft)
     f = prep.figures
     print(f"{args.task} ({args.mode}): {task.metric_name} base {f['base']:.4f}, truncated "
           f"{f['truncated']:.4f}, fine-tuned {f['finetuned']:.4f}; top-10% score share "
           f"{f['top10_before']:.3f} before, {f['top10_after']:.3f} after fine-tuning",
           file=sys.stderr)
+    if rs == "soft-threshold":
+        print(f"soft-threshold ranks: {', '.join(f'{n} {r}' for n, r in f['ranks'].items())}; "
+              f"parameters {f['params_hard']} (budget {f['params_budget']}, fixed-rank "
+              f"{f['params_fixed']}, original {f['params_dense']}); {task.metric_name} "
+              f"{f['soft_finetuned']:.4f} before the hard threshold", file=sys.stderr)
     mp = mapping_for(prep, args.policy, args.slc, seed=args.seed)
     save_mapping(mp, args.out)
     print(f"wrote {args.out} ({len(mp['matrices'])} matrices, policy {args.policy}, "
