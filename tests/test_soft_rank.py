@@ -143,9 +143,10 @@ def test_soft_flow_to_architecture_mapper(tmp_path, capsys):
     assert params <= sum(svd_rank(*e["shape"]) * sum(e["shape"]) for e in mats.values())
     for e in mats.values():
         assert len(e["slc_ranks"]) == rd.slc_count(25, e["rank"]) and len(e["scores"]) == e["rank"]
-    assert cli(["accuracy", "--task", "tiny", "--mapping", str(out), "--seeds", "1",
-                "--epochs", "2", "--backend", "fast"]) == 0
-    assert "accuracy" in capsys.readouterr().out
+    for be in ("fast", "faithful"):
+        assert cli(["accuracy", "--task", "tiny", "--mapping", str(out), "--seeds", "1",
+                    "--epochs", "2", "--backend", be]) == 0
+        assert "accuracy" in capsys.readouterr().out
     # the architecture mapper: a model config of the tiny task's shapes
     cfg = tmp_path / "tiny.json"
     cfg.write_text(json.dumps(dict(layers=1, hidden=16, heads=2, ffn=64, kind="encoder")))
@@ -167,3 +168,20 @@ def test_cli_rank_errors(capsys):
     assert cli(["accuracy", "--task", "tiny", "--sweep", "--rank-select", "soft-threshold",
                 "--rank-budget", "2"]) == 2
     assert "rank-budget must be a fraction in (0, 1] or None, not 2.0" in capsys.readouterr().err
+
+
+def test_soft_flow_paper_mode():
+    """Paper mode (variant usv, head factored, last-batch |dL/dS| score) with learned ranks:
+    scores sliced to the kept ranks, mapping and paper noise run."""
+    from hyflexpim.models.algo_tasks import get_task
+    from hyflexpim.models import accuracy as acc
+    task = get_task("tiny")
+    prep = acc.prepare(task, "paper", ft_epochs=1, quiet=True, rank_select="soft-threshold")
+    f = prep.figures
+    assert f["params_hard"] <= f["params_budget"] == f["params_fixed"] <= f["params_dense"]
+    assert "head" in f["ranks"]
+    mp = acc.mapping_for(prep, "gradient", 20)
+    for name, e in mp["matrices"].items():
+        assert e["rank"] == f["ranks"][name] == len(e["scores"])
+    v = acc.evaluate_mapping(prep, mp, seed=0)
+    assert 0 <= v <= 1
