@@ -21,19 +21,20 @@ Element-wise units (:class:`ExpUnit`, :class:`GeluUnit`): one result per cycle p
 latency = sum of the operator latencies (``latency`` property).
 
 Row units (:class:`SoftmaxUnit`, :class:`LayerNormUnit`) take a row of ``n`` elements as
-``n / lanes`` consecutive transfers and give the result row the same way. They store
-the row in a memory and make three passes over it (see each class); rows are processed
-one after the other, so a row of ``B = n / lanes`` beats occupies the unit for about
-``3 B`` cycles plus the pipeline latencies (measured figures in ``docs/sfu.md``).
-Reductions use :class:`RowReduce`, whose order is the golden model's ``reduce_row``.
+``n / lanes`` consecutive transfers and give the result row the same way. Their three
+passes over a row (one needs the row's max or mean, the next its sum or variance) are
+three stages connected by row buffers (FIFOs of beats) and once-per-row scalar queues,
+each stage working on a different row: in steady state a row enters and a row leaves
+every ``n / lanes`` cycles, one result per cycle per lane; a row's own latency is
+about one row plus the pipelines (measured figures in ``docs/sfu.md``). Reductions use
+:class:`RowReduce` (rows back to back, one beat per cycle), whose order is the golden
+model's ``reduce_row``.
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal, Value
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from ..models.fp16 import functions as F
 from ..sim.blocks import Block
@@ -287,93 +288,6 @@ def _op_fields(op, a, b):
     return dict(a=a, b=b, sub=0) if op == "add" else dict(a=a, b=b, op=CmpOp.MAX)
 
 
-class RowReduce(wiring.Component):
-    """Reduce rows with ``op`` (``"add"`` or ``"max"``) in ``functions.reduce_row``'s order.
-
-    ``i``: beats ``{x: lanes x 16, last}`` (``last`` marks a row's final beat); ``o``: one
-    binary16 per row. A pairwise tree of operators reduces each beat; one more operator,
-    looped through a FIFO of ``slots`` partials, folds the beat values round-robin
-    (identity = +0 for add, -Inf for max, for the first ``slots`` beats); after the last
-    beat it folds the partials pairwise through the same FIFO. While folding, the next
-    row's beats wait. With ``slots`` >= the loop latency (operator + 1) the beats flow at
-    one per cycle.
-    """
-
-    def __init__(self, *, op="add", lanes=2, slots=4):
-        if op not in ("add", "max"):
-            raise ValueError(f"op must be 'add' or 'max', not {op!r}")
-        _check_lanes_pow2(lanes)
-        _check_pos_int("slots", slots)
-        self._op, self._lanes, self._slots = op, lanes, slots
-        super().__init__({
-            "i": In(stream.Signature(data.StructLayout(
-                {"x": data.ArrayLayout(16, lanes), "last": 1}))),
-            "o": Out(stream.Signature(16)),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        op, L, P = self._op, self._lanes, self._slots
-        ident = 0 if op == "add" else _NEG_INF
-        ch = _Chain(m, "tree", self.i.valid, None)
-        m.d.comb += self.i.ready.eq(ch.ready)
-        vals = [self.i.payload.x[l] for l in range(L)]
-        last = self.i.payload.last
-        if L > 1:
-            side = [dict(last=last)]
-            while len(vals) > 1:
-                vals = ch.step(_op_unit(op, len(vals) // 2),
-                               [_op_fields(op, vals[2 * k], vals[2 * k + 1])
-                                for k in range(len(vals) // 2)], side)
-                side = ch.side
-            last = ch.side[0]["last"]
-        v, v_valid = vals[0], ch.valid
-
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=16, depth=P)
-        m.submodules.acc = acc = _op_unit(op, 1)
-        m.d.comb += [fifo.w_data.eq(acc.o.payload[0].r), fifo.w_en.eq(acc.o.valid),
-                     acc.o.ready.eq(fifo.w_rdy)]
-        nb = Signal(range(P + 1))          # beats issued in this row, saturating at P
-        left = Signal(range(P + 1))        # partials still to fold
-        hold = Signal(16)
-        tree_ready = Signal()
-        ch.close(tree_ready)
-        with m.FSM(init="ACCUM"):
-            with m.State("ACCUM"):
-                fresh = nb < P
-                m.d.comb += acc.i.valid.eq(v_valid & (fresh | fifo.r_rdy))
-                for f, val in _op_fields(op, Mux(fresh, ident, fifo.r_data), v).items():
-                    m.d.comb += acc.i.payload[0][f].eq(val)
-                m.d.comb += tree_ready.eq(acc.i.ready & (fresh | fifo.r_rdy))
-                with m.If(acc.i.valid & acc.i.ready):
-                    m.d.comb += fifo.r_en.eq(~fresh)
-                    m.d.sync += nb.eq(Mux(fresh, nb + 1, nb))
-                    with m.If(last):
-                        m.d.sync += [left.eq(Mux(fresh, nb + 1, nb)), nb.eq(0)]
-                        m.next = "FOLD1"
-            with m.State("FOLD1"):
-                with m.If(left == 1):
-                    m.next = "OUT"
-                with m.Elif(fifo.r_rdy):
-                    m.d.comb += fifo.r_en.eq(1)
-                    m.d.sync += hold.eq(fifo.r_data)
-                    m.next = "FOLD2"
-            with m.State("FOLD2"):
-                for f, val in _op_fields(op, hold, fifo.r_data).items():
-                    m.d.comb += acc.i.payload[0][f].eq(val)
-                m.d.comb += acc.i.valid.eq(fifo.r_rdy)
-                with m.If(fifo.r_rdy & acc.i.ready):
-                    m.d.comb += fifo.r_en.eq(1)
-                    m.d.sync += left.eq(left - 1)
-                    m.next = "FOLD1"
-            with m.State("OUT"):
-                m.d.comb += [self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
-                             fifo.r_en.eq(self.o.ready)]
-                with m.If(self.o.valid & self.o.ready):
-                    m.next = "ACCUM"
-        return m
-
-
 def _check_row(n, lanes, slots):
     _check_lanes_pow2(lanes)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n % lanes:
@@ -381,8 +295,203 @@ def _check_row(n, lanes, slots):
     _check_pos_int("slots", slots)
 
 
+def _fold_tree(k):
+    """The pairwise fold of ``functions.reduce_row`` on a queue of ``k`` partials, as a
+    tree: ``(ops, root, level)``; ``ops`` lists ``(node, p, q)`` (node = op(p, q)),
+    leaves are ``0..k-1``, ``level[node]`` is its depth (leaves 0)."""
+    queue, ops, level, nxt = list(range(k)), [], {i: 0 for i in range(k)}, k
+    while len(queue) > 1:
+        p, q = queue.pop(0), queue.pop(0)
+        ops.append((nxt, p, q))
+        level[nxt] = 1 + max(level[p], level[q])
+        queue.append(nxt)
+        nxt += 1
+    return ops, queue[0], level
+
+
+class RowReduce(wiring.Component):
+    """Reduce rows of ``n`` elements with ``op`` (``"add"`` or ``"max"``) in the order of
+    ``functions.reduce_row``, one beat of ``lanes`` elements per cycle, rows back to back.
+
+    ``i``: beats of ``lanes`` binary16 (a row is ``n / lanes`` consecutive beats); ``o``:
+    one binary16 per row. Structure:
+
+    1. a pipelined pairwise tree of operators reduces each beat to one value ``v_b``;
+    2. the accumulator: one operator whose results go into a queue of ``slots``
+       registers; beat ``b`` combines ``v_b`` with the identity (``b < slots``; +0 for
+       add, -Inf for max) or with the oldest partial (the queue's head, or the
+       operator's output when the queue is empty), in order: the queue of
+       ``reduce_row``. With ``slots`` >= the operator latency (add 4, max 1) a beat
+       enters every cycle. Results of the last ``min(slots, n / lanes)`` beats, the
+       queue's final contents, leave for a gather register instead;
+    3. the final pairwise fold of the queue is a fixed tree (:func:`_fold_tree`),
+       pipelined: it reduces one row while the accumulator takes the next.
+
+    ``latency``: cycles from the last beat of a row entering ``i`` to its result on
+    ``o`` without stalls.
+    """
+
+    def __init__(self, *, op="add", n=8, lanes=2, slots=4):
+        if op not in ("add", "max"):
+            raise ValueError(f"op must be 'add' or 'max', not {op!r}")
+        _check_row(n, lanes, slots)
+        self._op, self._n, self._lanes, self._slots = op, n, lanes, slots
+        super().__init__({"i": In(stream.Signature(data.ArrayLayout(16, lanes))),
+                          "o": Out(stream.Signature(16))})
+
+    n = property(lambda self: self._n)
+    lanes = property(lambda self: self._lanes)
+    slots = property(lambda self: self._slots)
+
+    @property
+    def latency(self):
+        lat = _lat(Fp16AddSub) if self._op == "add" else _lat(Fp16Compare)
+        k = min(self._slots, self._n // self._lanes)
+        _, root, level = _fold_tree(k)
+        tree = (self._lanes - 1).bit_length()
+        return tree * lat + max(self._slots, lat) + 1 + level[root] * lat
+
+    def elaborate(self, platform):
+        m = Module()
+        op, L, P, B = self._op, self._lanes, self._slots, self._n // self._lanes
+        ident = 0 if op == "add" else _NEG_INF
+        # 1. beat tree
+        ch = _Chain(m, "tree", self.i.valid, None)
+        m.d.comb += self.i.ready.eq(ch.ready)
+        vals = [self.i.payload[l] for l in range(L)]
+        while len(vals) > 1:
+            vals = ch.step(_op_unit(op, len(vals) // 2),
+                           [_op_fields(op, vals[2 * k], vals[2 * k + 1])
+                            for k in range(len(vals) // 2)], [{}])
+        v, v_valid = vals[0], ch.valid
+        tree_ready = Signal()
+        ch.close(tree_ready)
+
+        # 2. accumulator: the operator, then a queue of `slots` partials; the oldest
+        # partial (queue head, or the operator's output when the queue is empty) is
+        # the ring's output. The operator never waits while the queue has room.
+        m.submodules.acc = acc = _op_unit(op, 1)
+        beat = Signal(range(B), name="beat")
+        fresh = beat < P
+        fin = beat >= B - P
+        for s in range(acc.latency):          # the final tag beside the operator
+            r = Signal(name=f"acc_final_d{s}")
+            with m.If(acc.i.ready):
+                m.d.sync += r.eq(fin)
+            fin = r
+        qd = Array(Signal(17, name=f"ring{s}") for s in range(P))   # {data, final}
+        rp = Signal(range(P), name="ring_rd")
+        wp = Signal(range(P), name="ring_wr")
+        cnt = Signal(range(P + 1), name="ring_count")
+        empty = cnt == 0
+        head = qd[rp]
+        r_valid = ~empty | acc.o.valid
+        r_data = Mux(empty, acc.o.payload[0].r, head[0:16])
+        r_final = Mux(empty, fin, head[16])
+        r_ready = Signal()
+        pop = r_ready & ~empty
+        direct = r_ready & empty
+        push = acc.o.valid & ~direct & ((cnt < P) | pop)
+        m.d.comb += acc.o.ready.eq(direct | (cnt < P) | pop)
+        with m.If(push):
+            m.d.sync += [qd[wp].eq(Cat(acc.o.payload[0].r, fin)),
+                         wp.eq(Mux(wp == P - 1, 0, wp + 1))]
+        with m.If(pop):
+            m.d.sync += rp.eq(Mux(rp == P - 1, 0, rp + 1))
+        m.d.sync += cnt.eq(cnt + push - pop)
+        # a beat takes the identity (fresh) or the ring's oldest partial
+        partial_ok = fresh | (r_valid & ~r_final)
+        m.d.comb += acc.i.valid.eq(v_valid & partial_ok)
+        for f, val in _op_fields(op, Mux(fresh, ident, r_data), v).items():
+            m.d.comb += acc.i.payload[0][f].eq(val)
+        m.d.comb += tree_ready.eq(acc.i.ready & partial_ok)
+        with m.If(acc.i.valid & acc.i.ready):
+            m.d.sync += beat.eq(Mux(beat == B - 1, 0, beat + 1))
+
+        # 3. gather the final partials, then the fold tree
+        k = min(P, B)
+        g = [Signal(16, name=f"gather{i}") for i in range(k)]
+        gidx = Signal(range(k), name="gather_idx")
+        gfull = Signal(name="gather_full")
+        fc = _Chain(m, "fold", gfull, None)
+        fold_take = gfull & fc.ready
+        gather_ready = ~gfull | fc.ready
+        take_direct = v_valid & ~fresh & r_valid & ~r_final
+        m.d.comb += r_ready.eq(r_valid & Mux(r_final, gather_ready, take_direct))
+        with m.If(fold_take):
+            m.d.sync += gfull.eq(0)
+        with m.If(r_valid & r_final & gather_ready):
+            m.d.sync += [g[i].eq(Mux(gidx == i, r_data, g[i])) for i in range(k)]
+            m.d.sync += gidx.eq(Mux(gidx == k - 1, 0, gidx + 1))
+            with m.If(gidx == k - 1):
+                m.d.sync += gfull.eq(1)
+        ops, root, level = _fold_tree(k)
+        node = {i: g[i] for i in range(k)}
+        for lev in range(1, level[root] + 1):
+            here = [t for t in ops if level[t[0]] == lev]
+            later = {x for t in ops if level[t[0]] > lev for x in t[1:]}
+            keep = sorted(x for x in node if x in later)
+            res = fc.step(_op_unit(op, len(here)),
+                          [_op_fields(op, node[p], node[q]) for _, p, q in here],
+                          [{f"v{x}": node[x] for x in keep}])
+            node = {x: fc.side[0][f"v{x}"] for x in keep}
+            node.update({t[0]: res[j] for j, t in enumerate(here)})
+        m.d.comb += [self.o.valid.eq(fc.valid), self.o.payload.eq(node[root])]
+        fc.close(self.o.ready)
+        return m
+
+
+def _row_fifo(m, name, width, depth):
+    m.submodules[name] = q = SyncFIFOBuffered(width=width, depth=depth)
+    return q
+
+
+def _scalar_queue(m, name, valid, payload, ready):
+    """A 2-entry queue for a once-per-row scalar stream: the producer (a pipeline whose
+    stalled output would freeze it, and with it the next row's value) never waits while
+    the consumer still uses the previous row's value. ``ready``: the producer's ready to
+    drive. Returns the queue (``r_rdy``, ``r_data``, ``r_en``)."""
+    m.submodules[name] = q = SyncFIFOBuffered(width=16, depth=2)
+    m.d.comb += [q.w_en.eq(valid), q.w_data.eq(payload), ready.eq(q.w_rdy)]
+    return q
+
+
+def _fork(m, valid, a, b):
+    """One source (``valid``) into two sinks with ``valid``/``ready`` (``a``, ``b``:
+    (valid, ready) pairs, the valid a Signal to drive); returns the source's ready."""
+    (av, ar), (bv, br) = a, b
+    m.d.comb += [av.eq(valid & br), bv.eq(valid & ar)]
+    return ar & br
+
+
+def _row_join(m, name, rows, scalar, beats):
+    """A stage's input: the beats of one row from the row buffer ``rows`` paired with
+    that row's scalar (head of the queue ``scalar``), released with the row's last beat.
+    Returns the stage's :class:`_Chain`."""
+    valid = rows.r_rdy & scalar.r_rdy
+    ch = _Chain(m, name, valid, None)
+    fire = valid & ch.ready
+    cnt = Signal(range(beats), name=f"{name}_beat")
+    with m.If(fire):
+        m.d.sync += cnt.eq(Mux(cnt == beats - 1, 0, cnt + 1))
+    m.d.comb += [rows.r_en.eq(fire), scalar.r_en.eq(fire & (cnt == beats - 1))]
+    return ch
+
+
+def _scalar_stage(m, name, src, steps):
+    """Once-per-row scalar arithmetic: ``steps(chain, x)`` appends operators to a
+    :class:`_Chain` fed by the stream ``src`` and returns the result, which goes into a
+    :func:`_scalar_queue` (returned)."""
+    ch = _Chain(m, name, src.valid, None)
+    m.d.comb += src.ready.eq(ch.ready)
+    res = steps(ch, src.payload)
+    ready = Signal(name=f"{name}_q_ready")
+    ch.close(ready)
+    return _scalar_queue(m, f"{name}_q", ch.valid, res, ready)
+
+
 class _RowUnit(wiring.Component):
-    """Common part of the row units: parameters, row memory, read/write addresses."""
+    """Common part of the row units: parameters and ports."""
 
     def __init__(self, n, lanes, slots, in_lane):
         _check_row(n, lanes, slots)
@@ -395,27 +504,28 @@ class _RowUnit(wiring.Component):
     lanes = property(lambda self: self._lanes)
     slots = property(lambda self: self._slots)
 
-    def _memory(self, m, shape):
-        B = self._beats
-        m.submodules.row = mem = Memory(shape=shape, depth=B, init=[])
-        return mem.read_port(domain="comb"), mem.write_port()
 
-    def _issue(self, m, name):
-        """A read-address counter ``0..B-1`` for one pass; returns (addr, last, done)."""
-        B = self._beats
-        addr = Signal(range(B + 1), name=f"{name}_addr")
-        return addr, addr == B - 1, addr == B
+#: Row-buffer slack beyond ``beats + latency`` (a few cycles of handshake delay).
+_SLACK = 6
 
 
 class SoftmaxUnit(_RowUnit):
     """Softmax of rows of ``n`` elements (``functions.softmax``, divide form).
 
-    Pass 1 (LOAD): the row is written to the row memory while a max :class:`RowReduce`
-    reads it. Pass 2 (EXP): each element goes through ``x - m'`` and the exp datapath;
-    ``e`` is written back and summed by an add :class:`RowReduce`. Pass 3 (DIV): ``e / s``
-    per lane, 0 for every element when ``s`` is zero (all -Inf row). Parameters: ``n``
-    (a positive multiple of ``lanes``), ``lanes`` (a power of two), ``slots`` (reduction
-    partials), ``degree`` (Taylor degree of exp).
+    Three stages, each on its own row, connected by row buffers (FIFOs of beats) and
+    scalar streams, so rows overlap and the unit takes one beat per cycle:
+
+    1. the input row goes into row buffer X and through a max :class:`RowReduce`;
+    2. when the row's max ``m`` is out (``m' = +0`` if ``m`` is -Inf), its beats leave X
+       through ``x - m'`` and the exp datapath into row buffer E and a sum
+       :class:`RowReduce`;
+    3. when the sum ``s`` is out, its beats leave E through ``e / s`` (0 for every
+       element when ``s`` is zero: an all -Inf row).
+
+    Row buffers hold ``n / lanes`` beats plus the reduction latency (and a few), enough
+    that stage 1 never waits for stage 2 in steady state. Parameters: ``n`` (a positive
+    multiple of ``lanes``), ``lanes`` (a power of two; the published SFU has 256),
+    ``slots`` (reduction partials, >= 4 for one beat per cycle), ``degree`` (exp).
     """
 
     def __init__(self, *, n=16, lanes=2, slots=4, degree=F.EXP_DEGREE):
@@ -425,66 +535,37 @@ class SoftmaxUnit(_RowUnit):
 
     def elaborate(self, platform):
         m = Module()
-        L, B = self._lanes, self._beats
-        rd, wr = self._memory(m, data.ArrayLayout(16, L))
-        m.submodules.rmax = rmax = RowReduce(op="max", lanes=L, slots=self._slots)
-        m.submodules.rsum = rsum = RowReduce(op="add", lanes=L, slots=self._slots)
-        addr, is_last, done = self._issue(m, "sm")
-        mx = Signal(16)
-        s = Signal(16)
-        outs = Signal(range(B + 1))
-        state = Signal(range(4))              # 0 LOAD, 3 wait for the max, 1 EXP, 2 DIV
-        # pass 2 chain: x - m, exp
-        ch = _Chain(m, "smx", (state == 1) & ~done, None)
-        xs = [rd.data[l] for l in range(L)]
-        d = ch.step(Fp16AddSub(lanes=L), [dict(a=xs[l], b=mx, sub=1) for l in range(L)],
-                    [dict(addr=addr, last=is_last) for _ in range(L)])
-        e, carried = _exp_steps(ch, d, ch.side, self._degree)
-        m.d.comb += [rsum.i.valid.eq(ch.valid), rsum.i.payload.last.eq(carried[0]["last"])]
-        for l in range(L):
-            m.d.comb += rsum.i.payload.x[l].eq(e[l])
-        ch.close(rsum.i.ready)
-        # pass 3 chain: e / s
-        dv = _Chain(m, "smd", (state == 2) & ~done, None)
-        q = dv.step(Fp16Div(lanes=L), [dict(a=xs[l], b=s) for l in range(L)],
+        L, B, n, P = self._lanes, self._beats, self._n, self._slots
+        m.submodules.rmax = rmax = RowReduce(op="max", n=n, lanes=L, slots=P)
+        m.submodules.rsum = rsum = RowReduce(op="add", n=n, lanes=L, slots=P)
+        xq = _row_fifo(m, "xbuf", 16 * L, B + rmax.latency + _SLACK)
+        eq = _row_fifo(m, "ebuf", 16 * L, B + rsum.latency + _SLACK)
+        # stage 1: input -> X and the max reducer
+        m.d.comb += [xq.w_data.eq(self.i.payload.as_value()), rmax.i.payload.eq(self.i.payload)]
+        m.d.comb += self.i.ready.eq(_fork(m, self.i.valid, (xq.w_en, xq.w_rdy),
+                                          (rmax.i.valid, rmax.i.ready)))
+        # stage 2: X beats with m' -> x - m' -> exp -> E and the sum reducer
+        mq = _scalar_queue(m, "mq", rmax.o.valid, rmax.o.payload, rmax.o.ready)
+        mx = mq.r_data
+        mp = Mux(mx == _NEG_INF, 0, mx)
+        ch = _row_join(m, "smx", xq, mq, B)
+        xs = [xq.r_data[16 * l:16 * l + 16] for l in range(L)]
+        d = ch.step(Fp16AddSub(lanes=L), [dict(a=xs[l], b=mp, sub=1) for l in range(L)],
                     [{} for _ in range(L)])
+        e, _ = _exp_steps(ch, d, ch.side, self._degree)
+        m.d.comb += [eq.w_data.eq(Cat(*e)), rsum.i.payload.eq(Cat(*e))]
+        ch.close(_fork(m, ch.valid, (eq.w_en, eq.w_rdy), (rsum.i.valid, rsum.i.ready)))
+        # stage 3: E beats with s -> e / s
+        sq = _scalar_queue(m, "sq", rsum.o.valid, rsum.o.payload, rsum.o.ready)
+        s = sq.r_data
+        dv = _row_join(m, "smd", eq, sq, B)
+        q = dv.step(Fp16Div(lanes=L),
+                    [dict(a=eq.r_data[16 * l:16 * l + 16], b=s) for l in range(L)],
+                    [dict(z=s[0:15] == 0)] + [{} for _ in range(L - 1)])
         m.d.comb += self.o.valid.eq(dv.valid)
         for l in range(L):
-            m.d.comb += self.o.payload[l].eq(Mux(s[0:15] == 0, 0, q[l]))
+            m.d.comb += self.o.payload[l].eq(Mux(dv.side[0]["z"], 0, q[l]))
         dv.close(self.o.ready)
-        # memory writes: the input row (LOAD), or the exp results coming out of pass 2
-        load = self.i.valid & self.i.ready
-        m.d.comb += [wr.en.eq(load | (rsum.i.valid & rsum.i.ready)),
-                     wr.addr.eq(Mux(load, addr, carried[0]["addr"])),
-                     wr.data.eq(Mux(load, self.i.payload.as_value(), Cat(*e))),
-                     rd.addr.eq(addr)]
-        # pass 1: load + max
-        m.d.comb += [rmax.i.valid.eq(self.i.valid & (state == 0)),
-                     self.i.ready.eq(rmax.i.ready & (state == 0)),
-                     rmax.i.payload.x.eq(self.i.payload), rmax.i.payload.last.eq(is_last)]
-        with m.If(state == 0):
-            with m.If(load):
-                m.d.sync += addr.eq(Mux(is_last, 0, addr + 1))
-                with m.If(is_last):
-                    m.d.sync += state.eq(3)
-        with m.If(state == 3):
-            m.d.comb += rmax.o.ready.eq(1)
-            with m.If(rmax.o.valid):
-                m.d.sync += [mx.eq(Mux(rmax.o.payload == _NEG_INF, 0, rmax.o.payload)),
-                             state.eq(1), addr.eq(0)]
-        with m.If(state == 1):
-            with m.If(ch.ready & ~done):
-                m.d.sync += addr.eq(addr + 1)
-            m.d.comb += rsum.o.ready.eq(1)
-            with m.If(rsum.o.valid):
-                m.d.sync += [s.eq(rsum.o.payload), state.eq(2), addr.eq(0)]
-        with m.If(state == 2):
-            with m.If(dv.ready & ~done):
-                m.d.sync += addr.eq(addr + 1)
-            with m.If(self.o.valid & self.o.ready):
-                m.d.sync += outs.eq(outs + 1)
-                with m.If(outs == B - 1):
-                    m.d.sync += [outs.eq(0), state.eq(0), addr.eq(0)]
         return m
 
 
@@ -494,12 +575,19 @@ LN_LANE = data.StructLayout({"x": 16, "gamma": 16, "beta": 16})
 class LayerNormUnit(_RowUnit):
     """Layer norm of rows of ``n`` elements (``functions.layernorm``).
 
-    Input lanes are ``{x, gamma, beta}``. Pass 1 (LOAD): store the row, sum ``x``;
-    ``mean = sum / n``. Pass 2 (VAR): ``u = (x - mean) * R``, sum ``u * u`` (``R =
-    fp16(1/sqrt(n))``); ``r = sqrt(var + eps)``. Pass 3 (OUT): ``((x - mean) / r) *
-    gamma + beta``. One add :class:`RowReduce` serves both sums. ``eps`` is a binary16
-    bit pattern (generator parameter, default fp16(1e-5)); ``n`` must be exactly
-    representable in binary16.
+    Input lanes are ``{x, gamma, beta}``. Three stages on three rows at once, connected
+    by row buffers (as :class:`SoftmaxUnit`):
+
+    1. the input row goes into row buffer X and through a sum :class:`RowReduce`;
+       ``mean = sum / n`` (a scalar divider);
+    2. with the row's mean, X beats give ``d = x - mean``, ``u = d * R`` (``R =
+       fp16(1/sqrt(n))``) and ``u * u`` into a second sum reducer; ``{d, gamma, beta}``
+       go into row buffer Y; ``r = sqrt(var + eps)`` (scalar adder and square root);
+    3. with the row's ``r``, Y beats give ``(d / r) * gamma + beta``.
+
+    ``eps`` is a binary16 bit pattern (generator parameter, default fp16(1e-5)); ``n``
+    must be exactly representable in binary16. ``lanes``: a power of two (published
+    SFU: 256).
     """
 
     def __init__(self, *, n=16, lanes=2, slots=4, eps=F._h(1e-5)):
@@ -514,36 +602,44 @@ class LayerNormUnit(_RowUnit):
 
     def elaborate(self, platform):
         m = Module()
-        L, B = self._lanes, self._beats
-        rd, wr = self._memory(m, data.ArrayLayout(LN_LANE, L))
-        m.submodules.rsum = rsum = RowReduce(op="add", lanes=L, slots=self._slots)
-        addr, is_last, done = self._issue(m, "ln")
-        mean, r = Signal(16), Signal(16)
-        outs = Signal(range(B + 1))
-        state = Signal(range(8))   # 0 LOAD, 1 SUM->mean, 2 VAR pass, 3 var->r, 4 OUT pass
-        # pass 2 chain: (x - mean) * R, squared
-        vc = _Chain(m, "lnv", (state == 2) & ~done, None)
-        xs = [rd.data[l].x for l in range(L)]
-        d = vc.step(Fp16AddSub(lanes=L), [dict(a=xs[l], b=mean, sub=1) for l in range(L)],
-                    [dict(last=is_last)] + [{} for _ in range(L - 1)])
+        L, B, n, P = self._lanes, self._beats, self._n, self._slots
+        m.submodules.rsum = rsum = RowReduce(op="add", n=n, lanes=L, slots=P)
+        m.submodules.rvar = rvar = RowReduce(op="add", n=n, lanes=L, slots=P)
+        xq = _row_fifo(m, "xbuf", 48 * L, B + rsum.latency + _lat(Fp16Div) + _SLACK)
+        yq = _row_fifo(m, "ybuf", 48 * L,
+                       B + rvar.latency + _lat(Fp16AddSub) + _lat(Fp16Sqrt) + _SLACK)
+        # stage 1: input -> X and the sum reducer; mean = sum / n
+        m.d.comb += xq.w_data.eq(self.i.payload.as_value())
+        for l in range(L):
+            m.d.comb += rsum.i.payload[l].eq(self.i.payload[l].x)
+        m.d.comb += self.i.ready.eq(_fork(m, self.i.valid, (xq.w_en, xq.w_rdy),
+                                          (rsum.i.valid, rsum.i.ready)))
+        meanq = _scalar_stage(m, "lnm", rsum.o, lambda ch, v: ch.step(
+            Fp16Div(lanes=1), [dict(a=v, b=self._n16)], [{}])[0])
+        mean = meanq.r_data
+        # stage 2: X beats with the mean -> d, u, u*u -> var reducer; {d, gamma, beta} -> Y
+        vc = _row_join(m, "lnv", xq, meanq, B)
+        lane = [xq.r_data[48 * l:48 * l + 48] for l in range(L)]
+        d = vc.step(Fp16AddSub(lanes=L), [dict(a=w[0:16], b=mean, sub=1) for w in lane],
+                    [dict(gb=w[16:48]) for w in lane])
         u = vc.step(Fp16Mul(lanes=L), [dict(a=v, b=F._h(1.0 / self._n ** 0.5)) for v in d],
-                    vc.side)
+                    [dict(sd, d=d[l]) for l, sd in enumerate(vc.side)])
         sq = vc.step(Fp16Mul(lanes=L), [dict(a=v, b=v) for v in u], vc.side)
-        vlast = vc.side[0]["last"]
-        # scalar chains: sum / n, and sqrt(var + eps)
-        mc = _Chain(m, "lnm", rsum.o.valid & (state == 1), None)
-        mres = mc.step(Fp16Div(lanes=1), [dict(a=rsum.o.payload, b=self._n16)], [{}])
-        mc.close(1)
-        rc = _Chain(m, "lnr", rsum.o.valid & (state == 3), None)
-        ve = rc.step(Fp16AddSub(lanes=1), [dict(a=rsum.o.payload, b=self._eps, sub=0)], [{}])
-        rres = rc.step(Fp16Sqrt(lanes=1), [dict(a=ve[0])], [{}])
-        rc.close(1)
-        m.d.comb += rsum.o.ready.eq(Mux(state == 1, mc.ready, Mux(state == 3, rc.ready, 0)))
-        # pass 3 chain
-        oc = _Chain(m, "lno", (state == 4) & ~done, None)
-        gb = [dict(g=rd.data[l].gamma, b=rd.data[l].beta) for l in range(L)]
-        d3 = oc.step(Fp16AddSub(lanes=L), [dict(a=xs[l], b=mean, sub=1) for l in range(L)], gb)
-        q = oc.step(Fp16Div(lanes=L), [dict(a=v, b=r) for v in d3], oc.side)
+        m.d.comb += yq.w_data.eq(Cat(*[Cat(sd["d"], sd["gb"]) for sd in vc.side]))
+        for l in range(L):
+            m.d.comb += rvar.i.payload[l].eq(sq[l])
+        vc.close(_fork(m, vc.valid, (yq.w_en, yq.w_rdy), (rvar.i.valid, rvar.i.ready)))
+        # r = sqrt(var + eps)
+        def root(ch, var):
+            ve = ch.step(Fp16AddSub(lanes=1), [dict(a=var, b=self._eps, sub=0)], [{}])
+            return ch.step(Fp16Sqrt(lanes=1), [dict(a=ve[0])], [{}])[0]
+        rq = _scalar_stage(m, "lnr", rvar.o, root)
+        r = rq.r_data
+        # stage 3: Y beats with r -> (d / r) * gamma + beta
+        oc = _row_join(m, "lno", yq, rq, B)
+        lane = [yq.r_data[48 * l:48 * l + 48] for l in range(L)]
+        gb = [dict(g=w[16:32], b=w[32:48]) for w in lane]
+        q = oc.step(Fp16Div(lanes=L), [dict(a=w[0:16], b=r) for w in lane], gb)
         qg = oc.step(Fp16Mul(lanes=L), [dict(a=q[l], b=oc.side[l]["g"]) for l in range(L)],
                      [dict(b=sd["b"]) for sd in oc.side])
         y = oc.step(Fp16AddSub(lanes=L), [dict(a=qg[l], b=oc.side[l]["b"], sub=0)
@@ -552,41 +648,6 @@ class LayerNormUnit(_RowUnit):
         for l in range(L):
             m.d.comb += self.o.payload[l].eq(y[l])
         oc.close(self.o.ready)
-        # the sum reducer: input row in LOAD, squares in the VAR pass
-        load = self.i.valid & self.i.ready
-        loading = state == 0
-        m.d.comb += [rsum.i.valid.eq(Mux(loading, self.i.valid, vc.valid)),
-                     self.i.ready.eq(rsum.i.ready & loading),
-                     rsum.i.payload.last.eq(Mux(loading, is_last, vlast))]
-        for l in range(L):
-            m.d.comb += rsum.i.payload.x[l].eq(Mux(loading, self.i.payload[l].x, sq[l]))
-        vc.close(rsum.i.ready & ~loading)
-        m.d.comb += [wr.en.eq(load), wr.addr.eq(addr), wr.data.eq(self.i.payload),
-                     rd.addr.eq(addr)]
-        with m.Switch(state):
-            with m.Case(0):
-                with m.If(load):
-                    m.d.sync += addr.eq(Mux(is_last, 0, addr + 1))
-                    with m.If(is_last):
-                        m.d.sync += state.eq(1)
-            with m.Case(1):
-                with m.If(mc.valid):
-                    m.d.sync += [mean.eq(mres[0]), state.eq(2)]
-            with m.Case(2):
-                with m.If(vc.ready & ~done):
-                    m.d.sync += addr.eq(addr + 1)
-                with m.If(done):
-                    m.d.sync += state.eq(3)
-            with m.Case(3):
-                with m.If(rc.valid):
-                    m.d.sync += [r.eq(rres[0]), state.eq(4), addr.eq(0)]
-            with m.Case(4):
-                with m.If(oc.ready & ~done):
-                    m.d.sync += addr.eq(addr + 1)
-                with m.If(self.o.valid & self.o.ready):
-                    m.d.sync += outs.eq(outs + 1)
-                    with m.If(outs == B - 1):
-                        m.d.sync += [outs.eq(0), state.eq(0), addr.eq(0)]
         return m
 
 

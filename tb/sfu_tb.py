@@ -3,7 +3,9 @@
 ``HYFLEXPIM_PARAMS`` (JSON) names the unit (``kind``: exp, gelu, softmax, layernorm)
 and its generator parameters (lanes, n, slots, degree, eps); ``HYFLEXPIM_SEED`` seeds
 the random tests, ``HYFLEXPIM_COUNT`` sets how many random inputs / rows are sent,
-``HYFLEXPIM_EXHAUSTIVE=1`` sends all 65,536 bit patterns (element-wise units).
+``HYFLEXPIM_EXHAUSTIVE=1`` sends all 65,536 bit patterns (element-wise units),
+``HYFLEXPIM_REPORT`` names a file to which the throughput tests append one JSON line
+of measured figures (read by ``benchmarks/sfu_throughput.py``).
 
 Parts: :class:`Driver` (input beats, random gaps), :class:`Monitor` (output beats, random
 backpressure), checked in order against the golden model
@@ -34,6 +36,8 @@ EPS = P.get("eps", F._h(1e-5))
 BASE_SEED = int(os.environ.get("HYFLEXPIM_SEED", "1"))
 COUNT = int(os.environ.get("HYFLEXPIM_COUNT", "400"))
 EXHAUSTIVE = os.environ.get("HYFLEXPIM_EXHAUSTIVE", "") not in ("", "0")
+REPORT = os.environ.get("HYFLEXPIM_REPORT", "")
+ROWS = int(os.environ.get("HYFLEXPIM_ROWS", "6"))
 SPECIALS = [0x0000, 0x8000, 0x7C00, 0xFC00, 0x7E00, 0x7C01, 0xFE00, 0x0001, 0x8001, 0x03FF,
             0x0400, 0x3C00, 0xBC00, 0x7BFF, 0xFBFF, 0x4A00, 0xCC80, 0x498B, 0x498C, 0xCC55,
             0xCC56, 0x3800, 0xB800, 0x4800, 0xC800]
@@ -55,6 +59,12 @@ def golden(x, gamma=None, beta=None):
     return F.layernorm(x, gamma, beta, EPS, lanes=LANES, slots=SLOTS)
 
 
+def report(**fig):
+    if REPORT:
+        with open(REPORT, "a") as f:
+            f.write(json.dumps(dict(P, **fig)) + "\n")
+
+
 def pack(words, width=16):
     v = 0
     for k, w in enumerate(words):
@@ -72,6 +82,7 @@ class TB:
         self.got = []
         self.cycles = 0
         self.first_out = None
+        self.out_cycles = []          # cycle of every output beat
 
     async def start(self):
         dut = self.dut
@@ -117,6 +128,7 @@ class TB:
                 if not dut.o__payload.value.is_resolvable:
                     cocotb.log.error(f"unresolved output {dut.o__payload.value} at beat {len(self.got) // LANES}")
                 self.got.extend(unpack(int(dut.o__payload.value)))
+                self.out_cycles.append(self.cycles)
                 if self.first_out is None:
                     self.first_out = self.cycles
             await RisingEdge(dut.clk)
@@ -176,6 +188,7 @@ async def elementwise_throughput(dut):
     per_cycle = n / (tb.cycles - tb.first_out + 1)
     cocotb.log.info(f"{KIND}: latency {latency} cycles, {per_cycle:.3f} beats per cycle "
                     f"({LANES} lanes)")
+    report(test="elementwise_throughput", first_out=latency, per_cycle_per_lane=per_cycle)
     assert per_cycle == 1.0
 
 
@@ -232,9 +245,12 @@ async def rows_bit_exact(dut):
 
 @cocotb.test(skip=KIND not in ("softmax", "layernorm"))
 async def rows_throughput(dut):
-    """Back-to-back rows without gaps or backpressure: cycles per row."""
+    """Back-to-back rows (``HYFLEXPIM_ROWS``, default 6) without gaps or backpressure.
+
+    Steady-state period: cycles between the first output beats of row 1 and of the
+    last row, divided by the rows in between (row 0 carries the fill latency)."""
     rng = np.random.default_rng(test_seed("rows_throughput"))
-    rows = 6
+    rows = max(3, ROWS)
     x = fp16.from_float(rng.standard_normal((rows, N)))
     gamma = fp16.from_float(rng.uniform(0.5, 1.5, x.shape))
     beta = fp16.from_float(rng.standard_normal(x.shape) * 0.1)
@@ -242,7 +258,14 @@ async def rows_throughput(dut):
     await tb.start()
     got = await tb.run(row_beats(x, gamma, beta), x.size)
     check(got, golden(x, gamma, beta), "throughput rows")
-    per_row = tb.cycles / rows
+    B = N // LANES
+    firsts = tb.out_cycles[::B]
+    period = (firsts[-1] - firsts[1]) / (rows - 2)
+    rate = N / period / LANES
     cocotb.log.info(f"{KIND} n={N} lanes={LANES}: first result after {tb.first_out} cycles, "
-                    f"{per_row:.1f} cycles per row, "
-                    f"{N / per_row / LANES:.3f} results per cycle per lane")
+                    f"{period:.1f} cycles per row in steady state, "
+                    f"{rate:.3f} results per cycle per lane")
+    report(test="rows_throughput", first_out=tb.first_out, cycles_per_row=period,
+           per_cycle_per_lane=rate, rows=rows)
+    if SLOTS >= 4:      # the reduction ring keeps up with the adder (latency 4)
+        assert period == B, f"{period} cycles per row, {B} beats"

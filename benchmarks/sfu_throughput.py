@@ -1,0 +1,66 @@
+"""Throughput and latency of the SFU function units, measured on the generated Verilog.
+
+    .venv/bin/python benchmarks/sfu_throughput.py [--rows 8] [--configs softmax:64:4 ...]
+
+Runs the cocotb throughput tests of ``tb/sfu_tb.py`` (Icarus, no input gaps, sink
+always ready, every result checked bit-exact against the golden model) and prints
+results per cycle per lane. A config is ``KIND:N:LANES`` for the row units (softmax,
+layernorm) or ``KIND::LANES`` for the element-wise units (exp, gelu).
+"""
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from hyflexpim.rtl.sfu import ExpUnit, GeluUnit, LayerNormUnit, SoftmaxUnit
+from hyflexpim.sim.cocotb_runner import run_cocotb
+
+UNITS = {"exp": ExpUnit, "gelu": GeluUnit, "softmax": SoftmaxUnit, "layernorm": LayerNormUnit}
+DEFAULT = ["softmax:64:2", "softmax:64:4", "softmax:16:2", "layernorm:64:2",
+           "layernorm:64:4", "layernorm:16:4", "exp::2", "gelu::2"]
+
+
+def measure(kind, n, lanes, rows, slots=4):
+    params = {"lanes": lanes}
+    if kind in ("softmax", "layernorm"):
+        params.update(n=n, slots=slots)
+        test = "rows_throughput"
+    else:
+        test = "elementwise_throughput"
+    with tempfile.TemporaryDirectory() as tmp:
+        rep = Path(tmp) / "report.jsonl"
+        run_cocotb(UNITS[kind](**params), toplevel=f"sfu_{kind}",
+                   test_module="hyflexpim.tb.sfu_tb", params=dict(params, kind=kind),
+                   extra_env={"HYFLEXPIM_REPORT": rep, "HYFLEXPIM_ROWS": rows},
+                   testcase=[test], quiet=True)
+        return json.loads(rep.read_text().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=8, help="rows per row-unit run")
+    ap.add_argument("--configs", nargs="*", default=DEFAULT, metavar="KIND:N:LANES")
+    args = ap.parse_args()
+    print(f"{'unit':10s} {'n':>4s} {'lanes':>5s} {'first out':>9s} {'cycles/row':>10s} "
+          f"{'results/cycle/lane':>18s} {'wall s':>6s}")
+    for cfg in args.configs:
+        try:
+            kind, n, lanes = cfg.split(":")
+            if kind not in UNITS:
+                raise ValueError
+            n, lanes = (int(n) if n else 0), int(lanes)
+        except ValueError:
+            raise SystemExit(f"config must be KIND:N:LANES with KIND in {sorted(UNITS)}, "
+                             f"not {cfg!r}") from None
+        t0 = time.perf_counter()
+        r = measure(kind, n, lanes, args.rows)
+        per_row = r.get("cycles_per_row")
+        print(f"{kind:10s} {n or '-':>4} {lanes:5d} {r['first_out']:9d} "
+              f"{per_row if per_row is not None else '-':>10} "
+              f"{r['per_cycle_per_lane']:18.3f} {time.perf_counter() - t0:6.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
