@@ -1,8 +1,10 @@
 """Formal property harnesses: wrappers that instantiate RTL blocks, constrain their
 environment with ``Assume`` and state the properties with ``Assert``.
 
-Each harness only looks at the block's ports; the expected values are written as the
-specification states them (binary-search result, exact sum), not copied from the RTL.
+The harnesses look at the blocks' ports and, for the shift-and-add, at the state the
+block exposes for observation (``acc``, ``partial``); the expected values and bounds are
+written as the specification states them (binary-search result, exact sums and their
+ranges), not copied from the RTL.
 Run them with :mod:`hyflexpim.sim.formal` (SymbiYosys through ``yowasp-sby``).
 """
 
