@@ -4,8 +4,9 @@
 
 Runs the cocotb throughput tests of ``tb/sfu_tb.py`` (Icarus, no input gaps, sink
 always ready, every result checked bit-exact against the golden model) and prints
-results per cycle per lane. A config is ``KIND:N:LANES`` for the row units (softmax,
-layernorm) or ``KIND::LANES`` for the element-wise units (exp, gelu).
+results per cycle per lane. A config is ``KIND:N:LANES[:SLOTS]`` for the row units
+(softmax, layernorm; slots default 4) or ``KIND::LANES`` for the element-wise units
+(exp, gelu).
 """
 
 import argparse
@@ -43,21 +44,21 @@ def main():
     ap.add_argument("--rows", type=int, default=8, help="rows per row-unit run")
     ap.add_argument("--configs", nargs="*", default=DEFAULT, metavar="KIND:N:LANES")
     args = ap.parse_args()
-    print(f"{'unit':10s} {'n':>4s} {'lanes':>5s} {'first out':>9s} {'cycles/row':>10s} "
+    print(f"{'unit':10s} {'n':>4s} {'lanes':>5s} {'slots':>5s} {'first out':>9s} {'cycles/row':>10s} "
           f"{'results/cycle/lane':>18s} {'wall s':>6s}")
     for cfg in args.configs:
         try:
-            kind, n, lanes = cfg.split(":")
-            if kind not in UNITS:
+            kind, n, lanes, *slots = cfg.split(":")
+            if kind not in UNITS or len(slots) > 1:
                 raise ValueError
-            n, lanes = (int(n) if n else 0), int(lanes)
+            n, lanes, slots = (int(n) if n else 0), int(lanes), int(slots[0]) if slots else 4
         except ValueError:
-            raise SystemExit(f"config must be KIND:N:LANES with KIND in {sorted(UNITS)}, "
-                             f"not {cfg!r}") from None
+            raise SystemExit(f"config must be KIND:N:LANES[:SLOTS] with KIND in "
+                             f"{sorted(UNITS)}, not {cfg!r}") from None
         t0 = time.perf_counter()
-        r = measure(kind, n, lanes, args.rows)
+        r = measure(kind, n, lanes, args.rows, slots)
         per_row = r.get("cycles_per_row")
-        print(f"{kind:10s} {n or '-':>4} {lanes:5d} {r['first_out']:9d} "
+        print(f"{kind:10s} {n or '-':>4} {lanes:5d} {slots if n else '-':>5} {r['first_out']:9d} "
               f"{per_row if per_row is not None else '-':>10} "
               f"{r['per_cycle_per_lane']:18.3f} {time.perf_counter() - t0:6.1f}", flush=True)
 

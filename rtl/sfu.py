@@ -447,11 +447,12 @@ def _row_fifo(m, name, width, depth):
 
 
 def _scalar_queue(m, name, valid, payload, ready):
-    """A 2-entry queue for a once-per-row scalar stream: the producer (a pipeline whose
+    """A 3-entry queue (Amaranth's buffered FIFO takes one word per cycle from depth 3)
+    for a once-per-row scalar stream: the producer (a pipeline whose
     stalled output would freeze it, and with it the next row's value) never waits while
     the consumer still uses the previous row's value. ``ready``: the producer's ready to
     drive. Returns the queue (``r_rdy``, ``r_data``, ``r_en``)."""
-    m.submodules[name] = q = SyncFIFOBuffered(width=16, depth=2)
+    m.submodules[name] = q = SyncFIFOBuffered(width=16, depth=3)
     m.d.comb += [q.w_en.eq(valid), q.w_data.eq(payload), ready.eq(q.w_rdy)]
     return q
 
