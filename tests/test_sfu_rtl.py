@@ -128,6 +128,14 @@ def test_row_reduce_one_beat_per_cycle(op):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", ["softmax", "layernorm"])
+def test_rows_long_backpressure(kind):
+    # 8 adversarial + 60 random rows of 64, random gaps and backpressure
+    passed, _ = _run(kind, count=64 * 60, n=64, lanes=4, slots=4, testcase=["rows_bit_exact"])
+    assert passed == 1
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["exp", "gelu"])
 def test_elementwise_exhaustive(kind):
     passed, _ = _run(kind, exhaustive=True, lanes=4, testcase=["elementwise_bit_exact"])
