@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Launch the cocotb regression of the analog array top on its generated Verilog."""
 
 import os

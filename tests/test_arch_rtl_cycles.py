@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The architecture model's one-array cycle count against the RTL's measured count."""
 
 import json

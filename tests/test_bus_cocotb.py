@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Launch the cocotb bus regression (tb/bus_tb.py) on the generated Verilog (Icarus)."""
 
 import os

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Bounded model check of the shared bus (rtl/bus_formal.py) with yowasp-sby + yices."""
 
 from pathlib import Path

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """SFU function units (rtl/sfu.py): parameter checks, and the cocotb regression on the
 generated Verilog (tb/sfu_tb.py), bit-exact against models/fp16/functions.py."""
 # amaranth: UnusedElaboratable=no
