@@ -174,24 +174,31 @@ def _exp_steps(ch, args, keep, degree):
     return res, carried
 
 
-class ExpUnit(wiring.Component):
-    """``o = exp(i)`` per lane, one result per cycle per lane (``functions.exp``).
+class _ElementwiseUnit(wiring.Component):
+    """Common ports and parameters of the element-wise exp-based units.
 
     Parameters: ``lanes`` (positive integer, default 2; the published SFU has 256),
-    ``degree`` (Taylor degree, 1..8, default 4).
-    ``latency``: cycles from an accepted input to its result with ``o.ready`` high.
+    ``degree`` (Taylor degree of exp, 1..8, default 4). Ports ``i`` / ``o``: one FP16
+    bit pattern per lane.
     """
 
     def __init__(self, *, lanes=2, degree=F.EXP_DEGREE):
         _check_pos_int("lanes", lanes)
         _check_degree(degree)
         self._lanes, self._degree = lanes, degree
-        self._latency = None
         super().__init__({"i": In(stream.Signature(data.ArrayLayout(16, lanes))),
                           "o": Out(stream.Signature(data.ArrayLayout(16, lanes)))})
 
     lanes = property(lambda self: self._lanes)
     degree = property(lambda self: self._degree)
+
+
+class ExpUnit(_ElementwiseUnit):
+    """``o = exp(i)`` per lane, one result per cycle per lane (``functions.exp``).
+
+    Parameters as :class:`_ElementwiseUnit`.
+    ``latency``: cycles from an accepted input to its result with ``o.ready`` high.
+    """
 
     @property
     def latency(self):
@@ -222,22 +229,12 @@ def _exp_latency(degree):
     return 2 * cmp + 4 * mul + 4 * add + degree * (mul + add)
 
 
-class GeluUnit(wiring.Component):
+class GeluUnit(_ElementwiseUnit):
     """``o = gelu(i)`` per lane, one result per cycle per lane (``functions.gelu``).
 
     ``w = x (A + B x^2)``, ``e = exp(w)``; sign bit 0: ``x - (x e) / (1 + e)``, sign
     bit 1: ``x / (1 + e)``; +Inf -> +Inf, -Inf -> -0. Parameters as :class:`ExpUnit`.
     """
-
-    def __init__(self, *, lanes=2, degree=F.EXP_DEGREE):
-        _check_pos_int("lanes", lanes)
-        _check_degree(degree)
-        self._lanes, self._degree = lanes, degree
-        super().__init__({"i": In(stream.Signature(data.ArrayLayout(16, lanes))),
-                          "o": Out(stream.Signature(data.ArrayLayout(16, lanes)))})
-
-    lanes = property(lambda self: self._lanes)
-    degree = property(lambda self: self._degree)
 
     @property
     def latency(self):
