@@ -1,5 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""Chip top: parameter checks, addresses, and two layers on two PUs (tb/chip_tb.py)."""
+"""Chip top: parameter checks, addresses, two layers on two PUs, and one layer split
+over two PUs (tb/chip_tb.py)."""
 
 import os
 
@@ -49,5 +50,13 @@ def test_chip_addresses_and_block():
 def test_chip_two_layers_two_pus():
     """32 x 12 (GELU) on PU 0 -> global bus -> 12 x 12 on PU 1 -> IO, INT8 bit-exact."""
     passed, _ = _run(dict(n_pus=2, **SMALL), dict(m1=32, n1=12, n2=12, n_slc1=4, n_slc2=4,
-                                                    vectors=2))
+                                                    vectors=2),
+                     testcase=["two_layers_noise_off", "two_layers_noise_on"])
+    assert passed == 2
+
+
+def test_chip_split_layer():
+    """64 x 12 split by row chunks: PU 0's sums -> PARTIAL_SUM -> PU 1 -> IO, INT32 exact."""
+    passed, _ = _run(dict(n_pus=2, **SMALL), dict(m=64, n=12, n_slc=4, vectors=2),
+                     testcase=["split_layer_noise_off", "split_layer_noise_on"])
     assert passed == 2
