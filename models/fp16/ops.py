@@ -98,6 +98,12 @@ def _sig_exp(e, f):
     return sig, np.maximum(e, 1) - 25
 
 
+def _decode(x):
+    """Sign, significand and exponent ``k`` (value = (-1)**sign * sig * 2**k) of patterns."""
+    s, e, f = _fields(x)
+    return (s, *_sig_exp(e, f))
+
+
 def is_nan(x):
     x = _bits(x, "x").astype(_I64)
     return (x & 0x7FFF) > 0x7C00
@@ -200,10 +206,8 @@ def sub(a, b, *, flags=False):
 
 
 def _add(a, b, flags):
-    sa, ea, fa = _fields(a)
-    sb, eb, fb = _fields(b)
-    siga, ka = _sig_exp(ea, fa)
-    sigb, kb = _sig_exp(eb, fb)
+    sa, siga, ka = _decode(a)
+    sb, sigb, kb = _decode(b)
     # exact value in units of 2**-24
     va = np.where(sa == 1, -1, 1) * (siga << (ka + 24))
     vb = np.where(sb == 1, -1, 1) * (sigb << (kb + 24))
@@ -224,10 +228,8 @@ def _add(a, b, flags):
 def mul(a, b, *, flags=False):
     """``a * b``, correctly rounded binary16."""
     a, b = np.broadcast_arrays(_bits(a, "a"), _bits(b, "b"))
-    sa, ea, fa = _fields(a)
-    sb, eb, fb = _fields(b)
-    siga, ka = _sig_exp(ea, fa)
-    sigb, kb = _sig_exp(eb, fb)
+    sa, siga, ka = _decode(a)
+    sb, sigb, kb = _decode(b)
     sign = sa ^ sb
     res, fl = round_pack(sign, siga * sigb, ka + kb)
     nan, snan = _nan_inputs(a, b)
@@ -397,10 +399,8 @@ def from_int32(acc, scale, *, flags=False):
 def to_int8(x, scale, *, flags=False):
     """INT8 of the exact product ``x * scale``, rounded once (RNE), saturated to -128..127."""
     x, scale = np.broadcast_arrays(_bits(x, "x"), _bits(scale, "scale"))
-    sx, ex, fx = _fields(x)
-    ss, es, fs = _fields(scale)
-    sigx, kx = _sig_exp(ex, fx)
-    sigs, ks = _sig_exp(es, fs)
+    sx, sigx, kx = _decode(x)
+    ss, sigs, ks = _decode(scale)
     sign = sx ^ ss
     m = sigx * sigs
     e = kx + ks
