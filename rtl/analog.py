@@ -41,7 +41,7 @@ from amaranth.utils import ceil_log2
 
 from ..models.array import ArrayParams
 from ..models.encoding import INPUT_BITS, WEIGHT_OFFSET
-from ..sim.blocks import Block
+from ..base import Block
 
 __all__ = [
     "PIPELINE_LATENCY", "Mode", "CrossbarSignature", "vector_layout", "plane_layout", "code_layout",

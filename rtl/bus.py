@@ -41,7 +41,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.utils import ceil_log2
 
-from ..sim.blocks import Block
+from ..base import Block
 
 __all__ = [
     "Kind", "header_layout", "packet_layout", "RoundRobinArbiter", "BusMonitorSignature",

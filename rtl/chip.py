@@ -26,7 +26,7 @@ from amaranth.utils import ceil_log2
 from .analog import CrossbarSignature
 from .bus import GlobalBus, packet_layout, _check_int
 from .pu import ProcessingUnit, _connect_xbar
-from ..sim.blocks import Block
+from ..base import Block
 
 __all__ = ["Chip", "BLOCKS"]
 

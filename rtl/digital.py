@@ -54,7 +54,7 @@ from amaranth.utils import ceil_log2, exact_log2
 from .bus import Kind, packet_layout, _check_int, _check_data_width
 from .fp16 import Fp16FromInt32, Fp16ToInt8
 from .sfu import GeluUnit
-from ..sim.blocks import Block
+from ..base import Block
 
 __all__ = ["DigitalModule", "DIG_REG_SCALE_IN", "DIG_REG_SCALE_OUT", "DIG_REG_GELU",
            "DIG_REG_DEST", "DIG_REG_OUTPUTS", "DIG_REG_WORDS", "BLOCKS"]

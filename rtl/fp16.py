@@ -38,7 +38,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..sim.blocks import Block
+from ..base import Block
 
 __all__ = ["FLAGS", "CmpOp", "Fp16AddSub", "Fp16Mul", "Fp16Div", "Fp16Sqrt", "Fp16Compare",
            "Fp16FromInt32", "Fp16ToInt8", "BLOCKS"]

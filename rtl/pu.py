@@ -56,7 +56,7 @@ from .analog import AnalogArray, CrossbarSignature, Mode
 from .bus import (Kind, InnerBus, PartialSumAggregator, RoundRobinArbiter, packet_layout,
                   _check_int, _check_data_width)
 from .digital import DigitalModule
-from ..sim.blocks import Block
+from ..base import Block
 
 __all__ = ["REG_MODE", "ENTRY_USED", "BR_REG_ROUTE", "BR_REG_RESULT_IN", "CONFIG_TARGET_SHIFT",
            "AnalogModule", "Bridge", "ProcessingUnit", "route_value", "BLOCKS"]

@@ -37,7 +37,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..models.fp16 import functions as F
-from ..sim.blocks import Block
+from ..base import Block
 from .fp16 import CmpOp, Fp16AddSub, Fp16Compare, Fp16Div, Fp16Mul, Fp16Sqrt
 
 __all__ = ["ExpUnit", "GeluUnit", "RowReduce", "SoftmaxUnit", "LayerNormUnit", "BLOCKS"]

@@ -8,35 +8,10 @@ edit.
 
 import importlib
 import pkgutil
-from dataclasses import dataclass, field
+
+from ..base import Block
 
 __all__ = ["Block", "all_blocks", "get_block", "parse_params"]
-
-
-@dataclass(frozen=True)
-class Block:
-    """One generatable block.
-
-    ``factory(**params)`` returns an Amaranth ``wiring.Component``; ``params`` maps each
-    generator parameter name to its default value (its type is the default's type);
-    ``small`` overrides defaults with the small configuration used by tests and
-    synthesis regressions.
-    """
-    name: str
-    factory: object
-    params: dict
-    doc: str
-    small: dict = field(default_factory=dict)
-
-    def build(self, **overrides):
-        unknown = sorted(set(overrides) - set(self.params))
-        if unknown:
-            raise ValueError(
-                f"block {self.name!r} has no parameter {unknown[0]!r}; "
-                f"its parameters are {', '.join(sorted(self.params)) or '(none)'}")
-        kw = dict(self.params)
-        kw.update(overrides)
-        return self.factory(**kw)
 
 
 def all_blocks():
