@@ -41,7 +41,7 @@ from amaranth.utils import ceil_log2
 
 from ..models.array import ArrayParams
 from ..models.encoding import INPUT_BITS, WEIGHT_OFFSET
-from ..base import Block
+from ..base import Block, check_int
 
 __all__ = [
     "PIPELINE_LATENCY", "Mode", "CrossbarSignature", "vector_layout", "plane_layout", "code_layout",
@@ -61,12 +61,6 @@ class Mode(enum.Enum, shape=1):
     """Cell mode of an array: 1 bit per cell (SLC) or 2 bits per cell (MLC)."""
     SLC = 0
     MLC = 1
-
-
-def _check_int(name, value, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
-    return value
 
 
 def xsum_width(rows):
@@ -108,9 +102,9 @@ class CrossbarSignature(wiring.Signature):
     """
 
     def __init__(self, rows, cols, adc_bits):
-        _check_int("rows", rows, 1, 1024)
-        _check_int("cols", cols, 1, 1024)
-        _check_int("adc_bits", adc_bits, 1, 16)
+        check_int("rows", rows, 1, 1024)
+        check_int("cols", cols, 1, 1024)
+        check_int("adc_bits", adc_bits, 1, 16)
         self._rows, self._cols, self._adc_bits = rows, cols, adc_bits
         super().__init__({
             "wl": Out(rows),
@@ -143,8 +137,8 @@ class WordlineDriver(wiring.Component):
     """
 
     def __init__(self, rows=64, read_cycles=4):
-        _check_int("rows", rows, 1, 1024)
-        _check_int("read_cycles", read_cycles, 1, 1024)
+        check_int("rows", rows, 1, 1024)
+        check_int("read_cycles", read_cycles, 1, 1024)
         self._rows, self._read_cycles = rows, read_cycles
         super().__init__({
             "i": In(stream.Signature(vector_layout(rows))),
@@ -207,10 +201,10 @@ class SarAdcController(wiring.Component):
     """
 
     def __init__(self, cols=128, slc_bits=6, mlc_bits=7, rows=64):
-        _check_int("cols", cols, 1, 1024)
-        _check_int("mlc_bits", mlc_bits, 1, 16)
-        _check_int("slc_bits", slc_bits, 1, mlc_bits)
-        _check_int("rows", rows, 1, 1024)
+        check_int("cols", cols, 1, 1024)
+        check_int("mlc_bits", mlc_bits, 1, 16)
+        check_int("slc_bits", slc_bits, 1, mlc_bits)
+        check_int("rows", rows, 1, 1024)
         self._cols, self._slc_bits, self._mlc_bits, self._rows = cols, slc_bits, mlc_bits, rows
         super().__init__({
             "i": In(stream.Signature(plane_layout(rows))),
@@ -300,7 +294,7 @@ class ShiftAdd(wiring.Component):
                  modes="both"):
         params = ArrayParams(rows=rows, cols=cols, slc_bits=slc_bits, mlc_bits=mlc_bits)
         need = params.min_result_width()
-        _check_int("result_width", result_width, need, 64)
+        check_int("result_width", result_width, need, 64)
         if modes not in ("both", "slc"):
             raise ValueError(f"modes must be 'both' or 'slc', not {modes!r}")
         self._params, self._result_width, self._modes = params, result_width, modes
@@ -389,8 +383,8 @@ class AnalogArray(wiring.Component):
     def __init__(self, rows=64, cols=128, slc_bits=6, mlc_bits=7, result_width=32,
                  read_cycles=4):
         params = ArrayParams(rows=rows, cols=cols, slc_bits=slc_bits, mlc_bits=mlc_bits)
-        _check_int("result_width", result_width, params.min_result_width(), 64)
-        _check_int("read_cycles", read_cycles, 1, 1024)
+        check_int("result_width", result_width, params.min_result_width(), 64)
+        check_int("read_cycles", read_cycles, 1, 1024)
         self._params, self._result_width, self._read_cycles = params, result_width, read_cycles
         super().__init__({
             "i": In(stream.Signature(vector_layout(rows))),

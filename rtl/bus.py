@@ -18,7 +18,7 @@ an output FIFO (``amaranth.lib.fifo.SyncFIFOBuffered``); every stream has
 backpressure.
 
 Guarantees (checked by ``tb/bus_tb.py`` under random traffic and backpressure and by
-the formal harness in ``rtl/bus_formal.py``):
+the formal harness ``BusOrderHarness`` in ``sim/formal_props.py``):
 
 * no packet is lost, duplicated, altered or reordered between one source port and one
   destination port; the ``source`` field on the way out is the input port's number;
@@ -41,12 +41,12 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.utils import ceil_log2
 
-from ..base import Block
+from ..base import Block, check_int, check_pow2
 
 __all__ = [
     "Kind", "header_layout", "packet_layout", "RoundRobinArbiter", "BusMonitorSignature",
     "SharedBus", "InnerBus", "GlobalBus", "PartialSumAggregator", "AGG_REG_PARTS",
-    "AGG_REG_DEST", "config_word", "pack_packet", "unpack_packet", "BLOCKS",
+    "AGG_REG_DEST", "config_word", "pack_packet", "unpack_packet", "check_data_width", "BLOCKS",
 ]
 
 
@@ -58,23 +58,26 @@ class Kind(enum.Enum, shape=2):
     CONFIG = 3       # configuration write: data[16:24] register, data[0:16] value
 
 
-def _check_int(name, value, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {value!r}")
-    return value
+def check_data_width(data_width, *, pow2=False):
+    """Return ``data_width`` if it is a bus word width: a multiple of 8 (a power of two
+    when ``pow2``) in 32..1024.
 
-
-def _check_data_width(data_width):
-    _check_int("data_width", data_width, 32, 1024)
+    Raises:
+        ParameterTypeError: not an integer.
+        ValueError: outside 32..1024, or not a multiple of 8 (a power of two).
+    """
+    check_int("data_width", data_width, 32, 1024)
     if data_width % 8:
         raise ValueError(f"data_width must be a multiple of 8 in 32..1024, not {data_width!r}")
+    if pow2:
+        check_pow2("data_width", data_width, 32, 1024)
     return data_width
 
 
 def header_layout(addr_width=5, tag_width=8):
     """``data.StructLayout`` of a packet header (see the module documentation)."""
-    _check_int("addr_width", addr_width, 1, 16)
-    _check_int("tag_width", tag_width, 1, 32)
+    check_int("addr_width", addr_width, 1, 16)
+    check_int("tag_width", tag_width, 1, 32)
     return data.StructLayout({
         "source": unsigned(addr_width),
         "destination": unsigned(addr_width),
@@ -85,7 +88,7 @@ def header_layout(addr_width=5, tag_width=8):
 
 def packet_layout(addr_width=5, data_width=32, tag_width=8):
     """``data.StructLayout`` of one bus word: ``{"header": ..., "data": unsigned(data_width)}``."""
-    _check_data_width(data_width)
+    check_data_width(data_width)
     return data.StructLayout({
         "header": header_layout(addr_width, tag_width),
         "data": unsigned(data_width),
@@ -108,8 +111,8 @@ def unpack_packet(layout, bits):
 
 def config_word(register, value):
     """The ``data`` of a CONFIG packet writing ``value`` (0..65535) to ``register`` (0..255)."""
-    _check_int("register", register, 0, 255)
-    _check_int("value", value, 0, 0xFFFF)
+    check_int("register", register, 0, 255)
+    check_int("value", value, 0, 0xFFFF)
     return (register << 16) | value
 
 
@@ -123,7 +126,7 @@ class RoundRobinArbiter(wiring.Component):
     """
 
     def __init__(self, n):
-        self._n = _check_int("n", n, 1, 1024)
+        self._n = check_int("n", n, 1, 1024)
         super().__init__({
             "request": In(n),
             "advance": In(1),
@@ -210,16 +213,16 @@ class SharedBus(wiring.Component):
     """
 
     def __init__(self, n_ports, data_width=32, fifo_depth=4, *, addr_width=None, tag_width=8):
-        _check_int("n_ports", n_ports, 2, 65536)
+        check_int("n_ports", n_ports, 2, 65536)
         if addr_width is None:
             addr_width = max(1, ceil_log2(n_ports))
-        _check_int("addr_width", addr_width, 1, 16)
+        check_int("addr_width", addr_width, 1, 16)
         if n_ports > 2 ** addr_width:
             raise ValueError(f"n_ports must be an integer in 2..{2 ** addr_width} "
                              f"(addr_width {addr_width}), not {n_ports!r}")
-        _check_data_width(data_width)
-        _check_int("fifo_depth", fifo_depth, 2, 1024)
-        _check_int("tag_width", tag_width, 1, 32)
+        check_data_width(data_width)
+        check_int("fifo_depth", fifo_depth, 2, 1024)
+        check_int("tag_width", tag_width, 1, 32)
         self._n_ports = n_ports
         self._data_width = data_width
         self._fifo_depth = fifo_depth
@@ -325,8 +328,8 @@ class GlobalBus(SharedBus):
     IO_PORT = 0
 
     def __init__(self, n_pus, data_width=32, fifo_depth=4, *, addr_width=None, tag_width=8):
-        _check_int("n_pus", n_pus, 1, 65535)
-        if addr_width is not None and n_pus + 1 > 2 ** _check_int("addr_width", addr_width, 1, 16):
+        check_int("n_pus", n_pus, 1, 65535)
+        if addr_width is not None and n_pus + 1 > 2 ** check_int("addr_width", addr_width, 1, 16):
             raise ValueError(f"n_pus must be an integer in 1..{2 ** addr_width - 1} "
                              f"(addr_width {addr_width}), not {n_pus!r}")
         self._n_pus = n_pus
@@ -337,7 +340,7 @@ class GlobalBus(SharedBus):
 
     def pu_port(self, index):
         """Bus port number of PU ``index`` (0-based)."""
-        _check_int("index", index, 0, self._n_pus - 1)
+        check_int("index", index, 0, self._n_pus - 1)
         return index + 1
 
 
@@ -364,18 +367,16 @@ class PartialSumAggregator(wiring.Component):
 
     def __init__(self, slots=128, max_parts=16, *, result_width=32, port=0, init_parts=1,
                  init_dest=0, addr_width=5, data_width=32, tag_width=8):
-        _check_int("slots", slots, 1, 65536)
-        if slots & (slots - 1):
-            raise ValueError(f"slots must be a power of two in 1..65536, not {slots!r}")
+        check_pow2("slots", slots, 1, 65536)
         if slots > 2 ** tag_width:
             raise ValueError(f"slots must be a power of two in 1..{2 ** tag_width} "
                              f"(tag_width {tag_width}), not {slots!r}")
-        _check_int("max_parts", max_parts, 1, 65535)
-        _check_data_width(data_width)
-        _check_int("result_width", result_width, 1, data_width)
-        _check_int("port", port, 0, 2 ** addr_width - 1)
-        _check_int("init_parts", init_parts, 1, max_parts)
-        _check_int("init_dest", init_dest, 0, 2 ** addr_width - 1)
+        check_int("max_parts", max_parts, 1, 65535)
+        check_data_width(data_width)
+        check_int("result_width", result_width, 1, data_width)
+        check_int("port", port, 0, 2 ** addr_width - 1)
+        check_int("init_parts", init_parts, 1, max_parts)
+        check_int("init_dest", init_dest, 0, 2 ** addr_width - 1)
         self._slots, self._max_parts = slots, max_parts
         self._result_width, self._port = result_width, port
         self._init_parts, self._init_dest = init_parts, init_dest

@@ -20,13 +20,13 @@ crossbar interface of array ``t`` of PU ``p`` (``A`` arrays per PU).
 
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In, Out, connect, flipped
 from amaranth.utils import ceil_log2
 
 from .analog import CrossbarSignature
-from .bus import GlobalBus, packet_layout, _check_int
-from .pu import ProcessingUnit, _connect_xbar
-from ..base import Block
+from .bus import GlobalBus, packet_layout
+from .pu import ProcessingUnit
+from ..base import Block, check_int
 
 __all__ = ["Chip", "BLOCKS"]
 
@@ -39,26 +39,23 @@ class Chip(wiring.Component):
     """
 
     def __init__(self, n_pus=2, *, global_fifo_depth=4, **pu_kw):
-        _check_int("n_pus", n_pus, 1, 64)
-        _check_int("global_fifo_depth", global_fifo_depth, 2, 1024)
+        check_int("n_pus", n_pus, 1, 64)
+        check_int("global_fifo_depth", global_fifo_depth, 2, 1024)
         if "ext_addr_width" in pu_kw:
             raise ValueError("ext_addr_width is set by the chip (global bus address bits)")
         self._n_pus, self._fifo_depth = n_pus, global_fifo_depth
         self._addr_width = max(1, ceil_log2(n_pus + 1))
-        self._pu_kw = dict(pu_kw, ext_addr_width=self._addr_width)
-        probe = ProcessingUnit(**self._pu_kw)           # parameter checks, geometry
-        probe._MustUse__silence = True
-        self._n_arrays = probe.n_arrays
-        self._pu_probe = probe
-        self._data_width = probe.ext_layout.members["data"].width
-        self._tag_width = probe.ext_layout.members["header"].members["tag"].width
+        self._pu_kw = ProcessingUnit.check_parameters(**pu_kw, ext_addr_width=self._addr_width)
+        kw = self._pu_kw
+        self._n_arrays = kw["n_modules"] * kw["arrays_per_module"]
+        self._data_width, self._tag_width = kw["data_width"], kw["tag_width"]
         self._layout = packet_layout(self._addr_width, self._data_width, self._tag_width)
-        p = probe.params
         sig = stream.Signature(self._layout)
         super().__init__({
             "i": In(sig),
             "o": Out(sig),
-            "xbar": Out(CrossbarSignature(p.rows, p.cols, p.mlc_bits)).array(n_pus * self._n_arrays),
+            "xbar": Out(CrossbarSignature(kw["rows"], kw["cols"], kw["mlc_bits"]))
+            .array(n_pus * self._n_arrays),
         })
 
     n_pus = property(lambda self: self._n_pus)
@@ -69,26 +66,28 @@ class Chip(wiring.Component):
 
     def pu_port(self, p):
         """Global address of PU ``p``."""
-        return 1 + _check_int("p", p, 0, self._n_pus - 1)
+        return 1 + check_int("p", p, 0, self._n_pus - 1)
 
     @property
-    def pu(self):
-        """A :class:`ProcessingUnit` with the chip's PU parameters (addresses, layouts)."""
-        return self._pu_probe
+    def pu_params(self):
+        """Keyword arguments of each :class:`ProcessingUnit` (all of them, ``ext_addr_width``
+        included): ``ProcessingUnit(**chip.pu_params)`` has the chip's PU addresses and
+        layouts."""
+        return dict(self._pu_kw)
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.bus = bus = GlobalBus(self._n_pus, self._data_width, self._fifo_depth,
                                            addr_width=self._addr_width, tag_width=self._tag_width)
-        wiring.connect(m, wiring.flipped(self.i), bus.i[self.IO_PORT])
-        wiring.connect(m, bus.o[self.IO_PORT], wiring.flipped(self.o))
+        connect(m, flipped(self.i), bus.i[self.IO_PORT])
+        connect(m, bus.o[self.IO_PORT], flipped(self.o))
         for p in range(self._n_pus):
             pu = ProcessingUnit(**self._pu_kw)
             m.submodules[f"pu_{p}"] = pu
-            wiring.connect(m, bus.o[self.pu_port(p)], pu.i)
-            wiring.connect(m, pu.o, bus.i[self.pu_port(p)])
+            connect(m, bus.o[self.pu_port(p)], pu.i)
+            connect(m, pu.o, bus.i[self.pu_port(p)])
             for t in range(self._n_arrays):
-                _connect_xbar(m, self.xbar[p * self._n_arrays + t], pu.xbar[t])
+                connect(m, pu.xbar[t], flipped(self.xbar[p * self._n_arrays + t]))
         return m
 
 

@@ -51,10 +51,10 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-from .bus import Kind, packet_layout, _check_int, _check_data_width
+from .bus import Kind, packet_layout, check_data_width
 from .fp16 import Fp16FromInt32, Fp16ToInt8
 from .sfu import GeluUnit
-from ..base import Block
+from ..base import Block, check_int
 
 __all__ = ["DigitalModule", "DIG_REG_SCALE_IN", "DIG_REG_SCALE_OUT", "DIG_REG_GELU",
            "DIG_REG_DEST", "DIG_REG_OUTPUTS", "DIG_REG_WORDS", "BLOCKS"]
@@ -67,12 +67,6 @@ DIG_REG_OUTPUTS = 4
 DIG_REG_WORDS = 5
 
 _FP16_ONE = 0x3C00
-
-
-def _probe(unit):
-    """``unit``, made only to ask its latency (no warning that it is never elaborated)."""
-    unit._MustUse__silence = True
-    return unit
 
 
 class _Tracked:
@@ -115,15 +109,29 @@ class DigitalModule(wiring.Component):
     :class:`~hyflexpim.rtl.sfu.GeluUnit`).
     """
 
+    @classmethod
+    def check_parameters(cls, *, port=3, addr_width=2, data_width=32, tag_width=8, degree=4):
+        """Check the parameters without building the module.
+
+        Raises:
+            ParameterTypeError: a parameter is not an integer.
+            ValueError: a parameter is out of its range (the message names it).
+        """
+        check_int("addr_width", addr_width, 1, 16)
+        check_data_width(data_width, pow2=True)
+        check_int("tag_width", tag_width, 2, 16)
+        check_int("port", port, 0, 2 ** addr_width - 1)
+        GeluUnit.check_parameters(lanes=1, degree=degree)
+
+    @staticmethod
+    def latency_of(degree=4):
+        """Pipeline stages from a RESULT accepted to its INT8 stored (FIFOs not counted)."""
+        return Fp16FromInt32.LATENCY + GeluUnit.latency_of(degree) + Fp16ToInt8.LATENCY
+
     def __init__(self, *, port=3, addr_width=2, data_width=32, tag_width=8, degree=4):
-        _check_int("addr_width", addr_width, 1, 16)
-        _check_data_width(data_width)
-        if data_width & (data_width - 1):
-            raise ValueError(f"data_width must be a power of two in 32..1024, not {data_width!r}")
-        _check_int("tag_width", tag_width, 2, 16)
-        _check_int("port", port, 0, 2 ** addr_width - 1)
-        self._latency = sum(_probe(u).latency for u in (
-            Fp16FromInt32(), GeluUnit(lanes=1, degree=degree), Fp16ToInt8()))  # checks degree
+        self.check_parameters(port=port, addr_width=addr_width, data_width=data_width,
+                              tag_width=tag_width, degree=degree)
+        self._latency = self.latency_of(degree)
         self._port, self._addr_width = port, addr_width
         self._data_width, self._tag_width, self._degree = data_width, tag_width, degree
         self._layout = packet_layout(addr_width, data_width, tag_width)

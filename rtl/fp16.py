@@ -38,7 +38,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..base import Block
+from ..base import Block, check_int
 
 __all__ = ["FLAGS", "CmpOp", "Fp16AddSub", "Fp16Mul", "Fp16Div", "Fp16Sqrt", "Fp16Compare",
            "Fp16FromInt32", "Fp16ToInt8", "BLOCKS"]
@@ -57,13 +57,6 @@ class CmpOp(enum.Enum, shape=3):
     LT = 2
     LE = 3
     EQ = 4
-
-
-def _check_pos_int(name, value, hi=None):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 \
-            or (hi is not None and value > hi):
-        rng = "a positive integer" if hi is None else f"an integer in 1..{hi}"
-        raise ValueError(f"{name} must be {rng}, not {value!r}")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -208,7 +201,7 @@ class _Fp16Unit(wiring.Component):
     _result_shape = unsigned(16)
 
     def __init__(self, *, lanes=1):
-        _check_pos_int("lanes", lanes)
+        check_int("lanes", lanes, 1)
         self._lanes = lanes
         out_lane = data.StructLayout({"r": self._result_shape, "flags": FLAGS})
         super().__init__({
@@ -220,9 +213,14 @@ class _Fp16Unit(wiring.Component):
     def lanes(self):
         return self._lanes
 
+    #: Pipeline stages (cycles from an accepted input to its result), a class constant
+    #: of every fixed-latency unit; :class:`_Recurrence` units compute it from
+    #: ``steps_per_stage`` (:meth:`_Recurrence.latency_of`).
+    LATENCY = None
+
     @property
     def latency(self):
-        raise NotImplementedError
+        return self.LATENCY
 
     @classmethod
     def lane_layout(cls):
@@ -258,9 +256,7 @@ class Fp16AddSub(_Fp16Unit):
     rounding exact (at most one bit of cancellation when anything was shifted out).
     """
 
-    @property
-    def latency(self):
-        return 4
+    LATENCY = 4
 
     @classmethod
     def lane_layout(cls):
@@ -311,9 +307,7 @@ class Fp16AddSub(_Fp16Unit):
 class Fp16Mul(_Fp16Unit):
     """``r = a * b``. Latency 3 (11x11 multiply; normalize; round)."""
 
-    @property
-    def latency(self):
-        return 3
+    LATENCY = 3
 
     @classmethod
     def lane_layout(cls):
@@ -338,7 +332,7 @@ class Fp16Mul(_Fp16Unit):
 
 class _Recurrence(_Fp16Unit):
     def __init__(self, *, lanes=1, steps_per_stage=2):
-        _check_pos_int("steps_per_stage", steps_per_stage, _STEPS)
+        check_int("steps_per_stage", steps_per_stage, 1, _STEPS)
         self._steps_per_stage = steps_per_stage
         super().__init__(lanes=lanes)
 
@@ -346,9 +340,17 @@ class _Recurrence(_Fp16Unit):
     def steps_per_stage(self):
         return self._steps_per_stage
 
+    @staticmethod
+    def latency_of(steps_per_stage=2):
+        """Latency of a unit with ``steps_per_stage`` recurrence steps between registers."""
+        return 2 + -(-_STEPS // check_int("steps_per_stage", steps_per_stage, 1, _STEPS))
+
+    #: Latency with the default ``steps_per_stage`` (2).
+    LATENCY = 2 + -(-_STEPS // 2)
+
     @property
     def latency(self):
-        return 2 + -(-_STEPS // self._steps_per_stage)
+        return self.latency_of(self._steps_per_stage)
 
 
 class Fp16Div(_Recurrence):
@@ -450,9 +452,7 @@ class Fp16Compare(_Fp16Unit):
     ``r`` is the selected operand for MIN/MAX and 0/1 for LT/LE/EQ. Latency 1.
     """
 
-    @property
-    def latency(self):
-        return 1
+    LATENCY = 1
 
     @classmethod
     def lane_layout(cls):
@@ -501,9 +501,7 @@ class Fp16FromInt32(_Fp16Unit):
     Latency 3 (32x11 multiply; normalize; round). Rules as ``models.fp16.from_int32``.
     """
 
-    @property
-    def latency(self):
-        return 3
+    LATENCY = 3
 
     @classmethod
     def lane_layout(cls):
@@ -532,9 +530,7 @@ class Fp16ToInt8(_Fp16Unit):
 
     _result_shape = signed(8)
 
-    @property
-    def latency(self):
-        return 3
+    LATENCY = 3
 
     @classmethod
     def lane_layout(cls):

@@ -37,7 +37,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..models.fp16 import functions as F
-from ..base import Block
+from ..base import Block, check_int, check_pow2
 from .fp16 import CmpOp, Fp16AddSub, Fp16Compare, Fp16Div, Fp16Mul, Fp16Sqrt
 
 __all__ = ["ExpUnit", "GeluUnit", "RowReduce", "SoftmaxUnit", "LayerNormUnit", "BLOCKS"]
@@ -47,19 +47,8 @@ _NEG_INF = 0xFC00
 _POS_INF = 0x7C00
 
 
-def _check_pos_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, not {value!r}")
-
-
-def _check_lanes_pow2(lanes):
-    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1 or lanes & (lanes - 1):
-        raise ValueError(f"lanes must be a power of two, not {lanes!r}")
-
-
 def _check_degree(degree):
-    if isinstance(degree, bool) or not isinstance(degree, int) or not 1 <= degree <= 8:
-        raise ValueError(f"degree must be an integer in 1..8, not {degree!r}")
+    return check_int("degree", degree, 1, 8)
 
 
 def _is_nan(x):
@@ -183,14 +172,28 @@ class _ElementwiseUnit(wiring.Component):
     """
 
     def __init__(self, *, lanes=2, degree=F.EXP_DEGREE):
-        _check_pos_int("lanes", lanes)
-        _check_degree(degree)
+        self.check_parameters(lanes=lanes, degree=degree)
         self._lanes, self._degree = lanes, degree
         super().__init__({"i": In(stream.Signature(data.ArrayLayout(16, lanes))),
                           "o": Out(stream.Signature(data.ArrayLayout(16, lanes)))})
 
     lanes = property(lambda self: self._lanes)
     degree = property(lambda self: self._degree)
+
+    @classmethod
+    def check_parameters(cls, *, lanes=2, degree=F.EXP_DEGREE):
+        """Raises: ParameterTypeError / ValueError for a bad ``lanes`` or ``degree``."""
+        check_int("lanes", lanes, 1)
+        _check_degree(degree)
+
+    @classmethod
+    def latency_of(cls, degree=F.EXP_DEGREE):
+        """Cycles from an accepted input to its result, ``o.ready`` high (no instance)."""
+        raise NotImplementedError
+
+    @property
+    def latency(self):
+        return self.latency_of(self._degree)
 
 
 class ExpUnit(_ElementwiseUnit):
@@ -200,9 +203,9 @@ class ExpUnit(_ElementwiseUnit):
     ``latency``: cycles from an accepted input to its result with ``o.ready`` high.
     """
 
-    @property
-    def latency(self):
-        return _exp_latency(self._degree)
+    @classmethod
+    def latency_of(cls, degree=F.EXP_DEGREE):
+        return _exp_latency(_check_degree(degree))
 
     def elaborate(self, platform):
         m = Module()
@@ -217,15 +220,8 @@ class ExpUnit(_ElementwiseUnit):
         return m
 
 
-def _lat(cls):
-    """Latency of an :mod:`.fp16` unit class (an instance made only to ask it)."""
-    unit = cls()
-    unit._MustUse__silence = True
-    return unit.latency
-
-
 def _exp_latency(degree):
-    add, mul, cmp = _lat(Fp16AddSub), _lat(Fp16Mul), _lat(Fp16Compare)
+    add, mul, cmp = Fp16AddSub.LATENCY, Fp16Mul.LATENCY, Fp16Compare.LATENCY
     return 2 * cmp + 4 * mul + 4 * add + degree * (mul + add)
 
 
@@ -236,10 +232,10 @@ class GeluUnit(_ElementwiseUnit):
     bit 1: ``x / (1 + e)``; +Inf -> +Inf, -Inf -> -0. Parameters as :class:`ExpUnit`.
     """
 
-    @property
-    def latency(self):
-        add, mul, div = _lat(Fp16AddSub), _lat(Fp16Mul), _lat(Fp16Div)
-        return 3 * mul + add + _exp_latency(self._degree) + mul + add + div + add
+    @classmethod
+    def latency_of(cls, degree=F.EXP_DEGREE):
+        add, mul, div = Fp16AddSub.LATENCY, Fp16Mul.LATENCY, Fp16Div.LATENCY
+        return 3 * mul + add + _exp_latency(_check_degree(degree)) + mul + add + div + add
 
     def elaborate(self, platform):
         m = Module()
@@ -286,10 +282,10 @@ def _op_fields(op, a, b):
 
 
 def _check_row(n, lanes, slots):
-    _check_lanes_pow2(lanes)
+    check_pow2("lanes", lanes)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n % lanes:
         raise ValueError(f"n must be a positive multiple of lanes ({lanes}), not {n!r}")
-    _check_pos_int("slots", slots)
+    check_int("slots", slots, 1)
 
 
 def _fold_tree(k):
@@ -342,7 +338,7 @@ class RowReduce(wiring.Component):
 
     @property
     def latency(self):
-        lat = _lat(Fp16AddSub) if self._op == "add" else _lat(Fp16Compare)
+        lat = Fp16AddSub.LATENCY if self._op == "add" else Fp16Compare.LATENCY
         k = min(self._slots, self._n // self._lanes)
         _, root, level = _fold_tree(k)
         tree = (self._lanes - 1).bit_length()
@@ -590,8 +586,7 @@ class LayerNormUnit(_RowUnit):
 
     def __init__(self, *, n=16, lanes=2, slots=4, eps=F._h(1e-5)):
         _check_row(n, lanes, slots)
-        if isinstance(eps, bool) or not isinstance(eps, int) or not 0 <= eps <= 0xFFFF:
-            raise ValueError(f"eps must be a binary16 bit pattern in 0..65535, not {eps!r}")
+        check_int("eps", eps, 0, 0xFFFF, what="a binary16 bit pattern")
         self._n16 = F._fp16_of_int(n, "n")
         self._eps = eps
         super().__init__(n, lanes, slots, LN_LANE)
@@ -603,9 +598,9 @@ class LayerNormUnit(_RowUnit):
         L, B, n, P = self._lanes, self._beats, self._n, self._slots
         m.submodules.rsum = rsum = RowReduce(op="add", n=n, lanes=L, slots=P)
         m.submodules.rvar = rvar = RowReduce(op="add", n=n, lanes=L, slots=P)
-        xq = _row_fifo(m, "xbuf", 48 * L, B + rsum.latency + _lat(Fp16Div) + _SLACK)
+        xq = _row_fifo(m, "xbuf", 48 * L, B + rsum.latency + Fp16Div.LATENCY + _SLACK)
         yq = _row_fifo(m, "ybuf", 48 * L,
-                       B + rvar.latency + _lat(Fp16AddSub) + _lat(Fp16Sqrt) + _SLACK)
+                       B + rvar.latency + Fp16AddSub.LATENCY + Fp16Sqrt.LATENCY + _SLACK)
         # stage 1: input -> X and the sum reducer; mean = sum / n
         m.d.comb += xq.w_data.eq(self.i.payload.as_value())
         for l in range(L):

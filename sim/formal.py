@@ -21,7 +21,10 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
-__all__ = ["FormalResult", "Check", "CHECKS", "run_sby", "run_check", "solver"]
+from . import formal_props
+
+__all__ = ["FormalResult", "Check", "CHECKS", "run_sby", "run_check", "run_bmc", "solver",
+           "BUS_SCRIPT"]
 
 DEFAULT_WORKDIR = Path("build") / "formal"
 
@@ -117,22 +120,38 @@ def run_sby(harness, name, *, mode="prove", depth=20, workdir=None, timeout=900,
     return FormalResult(name, status, mode, depth, round(dt, 2), slv, str(workdir), summary)
 
 
+# ``memory_map; opt -fast`` after ``prep``: the bus FIFOs' memories become registers,
+# which makes the bus BMC about 2.8x faster with yices (depth 12: 28 s instead of 77 s).
+BUS_SCRIPT = ("memory_map", "opt -fast")
+
+
+def run_bmc(harness, workdir, depth=20, timeout=900, script=BUS_SCRIPT):
+    """Bounded model check of ``harness`` to ``depth`` with :func:`run_sby` (Yosys
+    ``script``, by default :data:`BUS_SCRIPT`) in a fresh ``workdir`` (inside the project:
+    the WebAssembly Yosys does not see the system temp folder).
+
+    Returns ``(passed, log text)``.
+    """
+    workdir = Path(workdir)
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    res = run_sby(harness, workdir.name, mode="bmc", depth=depth, workdir=workdir,
+                  timeout=timeout, script=script)
+    return res.passed, (workdir / "sby.log").read_text()
+
+
 def _sar(always_ready):
-    from .formal_props import SarAdcProps
-    return lambda: SarAdcProps(cols=2, slc_bits=6, mlc_bits=7, rows=4, always_ready=always_ready)
+    return lambda: formal_props.SarAdcProps(cols=2, slc_bits=6, mlc_bits=7, rows=4,
+                                            always_ready=always_ready)
 
 
 def _shift_add(**kw):
-    from .formal_props import ShiftAddProps
-    return lambda: ShiftAddProps(rows=4, cols=8, slc_bits=6, mlc_bits=7, gaps=True, **kw)
+    return lambda: formal_props.ShiftAddProps(rows=4, cols=8, slc_bits=6, mlc_bits=7, gaps=True,
+                                              **kw)
 
 
 def _bus():
-    def make():
-        # Imported when run: rtl.bus_formal imports this module.
-        from ..rtl.bus_formal import BusOrderHarness
-        return BusOrderHarness(n_ports=2, fifo_depth=2)
-    return make
+    return lambda: formal_props.BusOrderHarness(n_ports=2, fifo_depth=2)
 
 
 CHECKS = [
@@ -152,11 +171,11 @@ CHECKS = [
           "within the bounds of the planes and slices done",
           _shift_add(), "prove", 2),
     Check("bus_order",
-          "shared bus (2 ports, FIFO depth 2; rtl/bus_formal.py): no packet is lost, "
+          "shared bus (2 ports, FIFO depth 2; sim/formal_props.py): no packet is lost, "
           "duplicated, altered or reordered per (source, destination) pair, packets in "
           "flight never exceed the FIFO capacity, and a waiting port is granted within "
           "n_ports - 1 grants to others; any valid/ready/payload pattern, bounded to 12 cycles",
-          _bus(), "bmc", 12, ("memory_map", "opt -fast")),
+          _bus(), "bmc", 12, BUS_SCRIPT),
 ]
 
 

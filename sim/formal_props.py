@@ -6,6 +6,25 @@ block exposes for observation (``acc``, ``partial``); the expected values and bo
 written as the specification states them (binary-search result, exact sums and their
 ranges), not copied from the RTL.
 Run them with :mod:`hyflexpim.sim.formal` (SymbiYosys through ``yowasp-sby``).
+
+:class:`BusOrderHarness` (the shared bus: no loss, duplication, corruption or
+reordering, bounded wait) wraps a small :class:`~hyflexpim.rtl.bus.SharedBus` whose
+inputs (valid, payload, output ready) are free in every cycle (``AnySeq``). The
+environment is constrained only in what it *sends*: the ``k``-th packet that port ``s``
+sends to port ``d`` carries ``data = k`` (and ``tag``, ``kind`` derived from ``k``). The
+assertions then say, for every packet leaving port ``d``:
+
+* its destination is ``d`` and its source a real port;
+* it is the next packet of its (source, destination) pair: ``data``, ``tag`` and
+  ``kind`` equal the pair's receive counter. A lost, duplicated, reordered or altered
+  packet makes some later packet of the pair break this;
+* the number of packets of a pair in flight never exceeds what the FIFOs can hold;
+* fairness: a port whose head could cross in every cycle waits at most ``n_ports - 1``
+  grants to other ports.
+
+It is checked by bounded model checking (:func:`hyflexpim.sim.formal.run_bmc`, the
+``bus_order`` check); the tests are ``tests/test_bus_formal.py``, and docs/bus.md
+records the depth and time.
 """
 
 from amaranth.asserts import AnySeq
@@ -14,8 +33,9 @@ from amaranth.hdl import Assert, Assume, Const, Elaboratable, Module, Mux, Reset
 from ..models.encoding import (INPUT_BITS, WEIGHT_OFFSET, bits_per_cell, column_weight,
                                slices_per_weight)
 from ..rtl.analog import Mode, SarAdcController, ShiftAdd
+from ..rtl.bus import SharedBus
 
-__all__ = ["SarAdcProps", "ShiftAddProps", "stream_source_rules"]
+__all__ = ["SarAdcProps", "ShiftAddProps", "BusOrderHarness", "stream_source_rules"]
 
 
 def stream_source_rules(m, stream, fields):
@@ -319,4 +339,64 @@ class ShiftAddProps(Elaboratable):
             m.d.comb += Assert(summed < (1 << pw))
             with m.If(last_k):
                 m.d.comb += fits(base) + fits(term) + fits(step)
+        return m
+
+
+class BusOrderHarness(Elaboratable):
+    """Properties of a ``SharedBus(n_ports, 32, fifo_depth)`` (see the module documentation)."""
+
+    def __init__(self, n_ports=3, fifo_depth=2, tag_width=2, wait_bound=None):
+        self.n_ports, self.fifo_depth, self.tag_width = n_ports, fifo_depth, tag_width
+        # ``wait_bound`` below ``n_ports - 1`` must fail: the tests use it to show that the
+        # solver reaches full contention.
+        self.wait_bound = n_ports - 1 if wait_bound is None else wait_bound
+
+    def _sequence(self, m, check, pkt, peer, counters):
+        """``check`` (Assume when sent, Assert when received) that the packet ``pkt`` of
+        the pair picked by ``peer`` is the pair's next: data, tag and kind equal its
+        counter, which then counts it."""
+        for k, count in enumerate(counters):
+            with m.If(peer == k):
+                m.d.comb += [
+                    check(pkt.data == count),
+                    check(pkt.header.tag == count[:self.tag_width]),
+                    check(pkt.header.kind.as_value() == count[:2]),
+                ]
+                m.d.sync += count.eq(count + 1)
+
+    def elaborate(self, platform):
+        m = Module()
+        n, tw = self.n_ports, self.tag_width
+        m.submodules.dut = dut = SharedBus(n, 32, self.fifo_depth, tag_width=tw)
+        _no_reset(m)
+        cw = 8                                          # counter width: > BMC depth
+        sent = [[Signal(cw, name=f"sent_{s}_{d}") for d in range(n)] for s in range(n)]
+        recv = [[Signal(cw, name=f"recv_{s}_{d}") for d in range(n)] for s in range(n)]
+        for s in range(n):
+            p = dut.i[s].payload
+            m.d.comb += [
+                dut.i[s].valid.eq(AnySeq(1)),
+                p.as_value().eq(AnySeq(len(p.as_value()))),
+                dut.o[s].ready.eq(AnySeq(1)),
+            ]
+            with m.If(dut.i[s].valid & dut.i[s].ready):
+                m.d.comb += Assume(p.header.destination < n)
+                self._sequence(m, Assume, p, p.header.destination, [sent[s][d] for d in range(n)])
+        for d in range(n):
+            q = dut.o[d].payload
+            with m.If(dut.o[d].valid & dut.o[d].ready):
+                m.d.comb += [Assert(q.header.destination == d), Assert(q.header.source < n)]
+                self._sequence(m, Assert, q, q.header.source, [recv[s][d] for s in range(n)])
+        for s in range(n):
+            for d in range(n):
+                m.d.comb += Assert((sent[s][d] - recv[s][d])[:cw] <= 2 * self.fifo_depth)
+        # Fairness (bounded wait).
+        waits = [Signal(range(n + 1), name=f"wait_{k}") for k in range(n)]
+        mon = dut.mon
+        for k in range(n):
+            with m.If(~mon.request[k] | (mon.valid & (mon.grant == k))):
+                m.d.sync += waits[k].eq(0)
+            with m.Elif(mon.valid):
+                m.d.sync += waits[k].eq(waits[k] + 1)
+            m.d.comb += Assert(waits[k] <= self.wait_bound)
         return m

@@ -1,12 +1,13 @@
 # amaranth: UnusedElaboratable=no
-"""Bounded model check of the shared bus (rtl/bus_formal.py) with yowasp-sby + yices."""
+"""Bounded model check of the shared bus (sim/formal_props.py) with yowasp-sby + yices."""
 
 from pathlib import Path
 
 import pytest
 
-from hyflexpim.rtl.bus_formal import BusOrderHarness, run_bmc
 from hyflexpim.sim import formal
+from hyflexpim.sim.formal import run_bmc
+from hyflexpim.sim.formal_props import BusOrderHarness
 
 WORK = Path("build") / "formal"
 
