@@ -10,6 +10,7 @@ Stable public API:
 
 from .array import ArrayParams, ProgrammedMatrix, program_matrix, saturation_possible
 from .crossbar import ber_from_sigma, sigma_from_ber, DEFAULT_MLC_BER
+from . import digital_pim  # the digital PIM module model: matmul, cycles, attention products
 
 __all__ = ["ArrayParams", "ProgrammedMatrix", "program_matrix", "saturation_possible",
            "ber_from_sigma", "sigma_from_ber", "DEFAULT_MLC_BER"]
