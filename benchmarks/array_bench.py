@@ -67,16 +67,15 @@ def bench_golden(repeat):
 
 
 def bench_rtl(vectors):
-    from hyflexpim.rtl.analog import AnalogArray
-    from hyflexpim.sim.cocotb_runner import run_cocotb
+    from hyflexpim.sim.cocotb_runner import run_block
     params = dict(rows=64, cols=128, slc_bits=6, mlc_bits=7, result_width=32, read_cycles=4)
     out = Path("build/bench/array_rtl")
     out.mkdir(parents=True, exist_ok=True)
     report = (out / "report.json").resolve()
     t0 = time.perf_counter()
-    run_cocotb(AnalogArray(**params), toplevel="analog_array", test_module="hyflexpim.tb.analog_tb",
-               params=params, testcase="stream_throughput", build_dir=out / "sim", quiet=True,
-               extra_env={"HYFLEXPIM_REPORT": str(report), "HYFLEXPIM_STREAM_VECTORS": vectors})
+    run_block("analog_array", test_module="hyflexpim.tb.analog_tb", params=params, small=False,
+              testcase="stream_throughput", build_dir=out / "sim", quiet=True,
+              extra_env={"HYFLEXPIM_REPORT": str(report), "HYFLEXPIM_STREAM_VECTORS": vectors})
     wall = time.perf_counter() - t0
     r = json.loads(report.read_text())
     print(f"RTL (Icarus + cocotb), array 64 x 128, stream of {vectors} vectors per mode")

@@ -29,45 +29,41 @@ from pathlib import Path
 
 
 def _run_bus(cls_name, params, seed):
-    from hyflexpim.rtl.bus import InnerBus, GlobalBus
-    from hyflexpim.sim.cocotb_runner import run_cocotb
+    from hyflexpim.sim.cocotb_runner import run_block
     kw = dict(params)
-    cls = InnerBus if cls_name == "inner" else GlobalBus
-    if cls is GlobalBus:
+    if cls_name != "inner":
         kw["n_pus"] = kw.pop("n_ports") - 1
     with tempfile.TemporaryDirectory() as tmp:
         rep = Path(tmp) / "report.jsonl"
-        run_cocotb(cls(**kw), toplevel="shared_bus", test_module="hyflexpim.tb.bus_tb",
-                   params=params, extra_env={"HYFLEXPIM_SEED": seed, "COCOTB_LOG_LEVEL": "WARNING",
-                                             "HYFLEXPIM_BUS_REPORT": str(rep)},
-                   testcase=["saturation_throughput_and_fairness", "uncontended_latency"])
+        run_block("inner_bus" if cls_name == "inner" else "global_bus", toplevel="shared_bus",
+                  test_module="hyflexpim.tb.bus_tb", params=kw, small=False,
+                  extra_env={"HYFLEXPIM_SEED": seed, "COCOTB_LOG_LEVEL": "WARNING",
+                             "HYFLEXPIM_BUS_REPORT": str(rep)},
+                  testcase=["saturation_throughput_and_fairness", "uncontended_latency"])
         return [json.loads(line) for line in rep.read_text().splitlines()]
 
 
 def _run_pu(pu_params, layer, seed):
-    from hyflexpim.rtl.pu import ProcessingUnit
-    from hyflexpim.sim.cocotb_runner import run_cocotb
+    from hyflexpim.sim.cocotb_runner import run_block
     with tempfile.TemporaryDirectory() as tmp:
         rep = Path(tmp) / "report.jsonl"
-        run_cocotb(ProcessingUnit(**pu_params), toplevel="pu", test_module="hyflexpim.tb.pu_tb",
-                   params={**pu_params, **layer},
-                   extra_env={"HYFLEXPIM_SEED": seed, "HYFLEXPIM_PU_REPORT": str(rep),
-                              "COCOTB_LOG_LEVEL": "WARNING"},
-                   testcase=["layer_noise_off", "sfu_noise_off"])
+        run_block("pu", test_module="hyflexpim.tb.pu_tb", params=pu_params, small=False,
+                  tb_params=layer,
+                  extra_env={"HYFLEXPIM_SEED": seed, "HYFLEXPIM_PU_REPORT": str(rep),
+                             "COCOTB_LOG_LEVEL": "WARNING"},
+                  testcase=["layer_noise_off", "sfu_noise_off"])
         return [json.loads(line) for line in rep.read_text().splitlines()]
 
 
 def _run_chip(chip_params, layers, seed):
-    from hyflexpim.rtl.chip import Chip
-    from hyflexpim.sim.cocotb_runner import run_cocotb
-    pu = {k: v for k, v in chip_params.items() if k != "n_pus"}
+    from hyflexpim.sim.cocotb_runner import run_block
     with tempfile.TemporaryDirectory() as tmp:
         rep = Path(tmp) / "report.jsonl"
-        run_cocotb(Chip(chip_params["n_pus"], **pu), toplevel="chip",
-                   test_module="hyflexpim.tb.chip_tb", params={**chip_params, **layers},
-                   extra_env={"HYFLEXPIM_SEED": seed, "HYFLEXPIM_CHIP_REPORT": str(rep),
-                              "COCOTB_LOG_LEVEL": "WARNING"},
-                   testcase=["two_layers_noise_off"])
+        run_block("chip", test_module="hyflexpim.tb.chip_tb", params=chip_params, small=False,
+                  tb_params=layers,
+                  extra_env={"HYFLEXPIM_SEED": seed, "HYFLEXPIM_CHIP_REPORT": str(rep),
+                             "COCOTB_LOG_LEVEL": "WARNING"},
+                  testcase=["two_layers_noise_off"])
         return [json.loads(line) for line in rep.read_text().splitlines()]
 
 

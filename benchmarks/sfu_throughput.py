@@ -15,10 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from hyflexpim.rtl.sfu import ExpUnit, GeluUnit, LayerNormUnit, SoftmaxUnit
-from hyflexpim.sim.cocotb_runner import run_cocotb
+from hyflexpim.sim.cocotb_runner import run_block
 
-UNITS = {"exp": ExpUnit, "gelu": GeluUnit, "softmax": SoftmaxUnit, "layernorm": LayerNormUnit}
+UNITS = ("exp", "gelu", "softmax", "layernorm")
 DEFAULT = ["softmax:64:2", "softmax:64:4", "softmax:16:2", "layernorm:64:2",
            "layernorm:64:4", "layernorm:16:4", "exp::2", "gelu::2"]
 
@@ -32,10 +31,9 @@ def measure(kind, n, lanes, rows, slots=4):
         test = "elementwise_throughput"
     with tempfile.TemporaryDirectory() as tmp:
         rep = Path(tmp) / "report.jsonl"
-        run_cocotb(UNITS[kind](**params), toplevel=f"sfu_{kind}",
-                   test_module="hyflexpim.tb.sfu_tb", params=dict(params, kind=kind),
-                   extra_env={"HYFLEXPIM_REPORT": rep, "HYFLEXPIM_ROWS": rows},
-                   testcase=[test], quiet=True)
+        run_block(f"sfu_{kind}", test_module="hyflexpim.tb.sfu_tb", params=params,
+                  extra_env={"HYFLEXPIM_REPORT": rep, "HYFLEXPIM_ROWS": rows},
+                  testcase=[test], quiet=True)
         return json.loads(rep.read_text().splitlines()[-1])
 
 

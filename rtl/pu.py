@@ -485,6 +485,10 @@ class ProcessingUnit(wiring.Component):
     words = property(lambda self: self._words, doc="input words per array vector (row chunk)")
     word_bits = property(lambda self: self._word_bits)
     n_chunks = property(lambda self: self._n_chunks, doc="row chunks the bridge can scatter")
+    mask_regs = property(lambda self: -(-self.n_arrays // 16),
+                         doc="bridge scatter-mask registers per row chunk (16 arrays each)")
+    data_width = property(lambda self: self._data_width)
+    tag_width = property(lambda self: self._tag_width)
     BRIDGE_PORT = 0
 
     def module_port(self, k):

@@ -1,30 +1,33 @@
 """cocotb testbench of the FP16 operator units (``rtl/fp16.py``) on their generated Verilog.
 
-One test, :func:`fp16_stream`, for every unit: a driver feeds the operand vectors (one
-transfer per cycle when the random input gaps allow), a monitor takes results under
-random backpressure, a scoreboard compares every output word (result and flags, every
-lane) in order with the golden model :mod:`hyflexpim.models.fp16.ops`.
+One test, :func:`fp16_stream`, for every unit: a :class:`~hyflexpim.tb.lib.StreamSource`
+feeds the operand vectors (one transfer per cycle when the random input gaps allow), a
+:class:`~hyflexpim.tb.lib.StreamSink` takes results under random backpressure, and a
+:class:`~hyflexpim.tb.lib.Scoreboard` compares every output word (result and flags,
+every lane) in order with the golden model :mod:`hyflexpim.models.fp16.ops`. The unit
+is rebuilt from the registry (block ``fp16_<op>``, :func:`hyflexpim.tb.lib.design`); its
+name gives the operator and its port layouts pack the transfers.
 
 The vector sets and the golden reference of each unit are plain functions here
 (:func:`vectors`, :func:`expected`, :func:`pack`, :func:`unpack`), shared by the
-Amaranth-simulator tests and the benchmark.
+Amaranth-simulator tests and the benchmark (they work without cocotb).
 
-Environment: ``HYFLEXPIM_FP16_OP`` (a key of :data:`OPS`), ``HYFLEXPIM_FP16_SET``
-(``quick``: special pairs + rounding cases + a few thousand random; ``full``: >= 100k
-random pairs, unary ops exhaustive), ``HYFLEXPIM_PARAMS`` (JSON: lanes,
-steps_per_stage), ``HYFLEXPIM_SEED``, ``HYFLEXPIM_READY`` (probability that the sink
-is ready in a cycle, default 0.7), ``HYFLEXPIM_VALID`` (probability that the source
-offers data, default 0.9). The seed is printed.
+Environment: ``HYFLEXPIM_FP16_SET`` (``quick``: special pairs + rounding cases + a few
+thousand random; ``full``: >= 100k random pairs, unary ops exhaustive),
+``HYFLEXPIM_SEED``, ``HYFLEXPIM_READY`` (probability that the sink is ready in a cycle,
+default 0.7), ``HYFLEXPIM_VALID`` (probability that the source offers data, default
+0.9). The seed is printed.
 """
 
-import json
 import os
-import random
 
 import numpy as np
+from amaranth.lib import data
 
 from hyflexpim.models.fp16 import ops
 from hyflexpim.rtl import fp16 as rtl
+from hyflexpim.sim.blocks import get_block
+from hyflexpim.tb import lib
 
 # ----------------------------------------------------------------------------- vectors
 
@@ -188,7 +191,8 @@ OPS = {
 
 
 def make_unit(op, **params):
-    return OPS[op]["unit"](**params)
+    """Unit ``op`` from the registry (block ``fp16_<op>``), its defaults updated by ``params``."""
+    return get_block(f"fp16_{op}").build(**params)
 
 
 def expected(op, v):
@@ -200,47 +204,42 @@ def expected(op, v):
     return r, np.asarray(f).astype(np.int64)
 
 
-def _lane_fields(op):
-    layout = OPS[op]["unit"].lane_layout()
-    return [(name, field.offset, field.width) for name, field in layout]
-
-
-def lane_width(op):
-    return OPS[op]["unit"].lane_layout().size
-
-
 def result_width(op):
     return 8 if op == "to_int8" else 16
+
+
+def in_layout(op, lanes=1):
+    """Input payload layout of unit ``op`` with ``lanes`` lanes."""
+    return data.ArrayLayout(OPS[op]["unit"].lane_layout(), lanes)
+
+
+def out_layout(op, lanes=1):
+    """Output payload layout: ``lanes`` x ``{r, flags}``."""
+    return data.ArrayLayout(data.StructLayout(
+        {"r": OPS[op]["unit"]._result_shape, "flags": rtl.FLAGS}), lanes)
 
 
 def pack(op, v, lanes=1):
     """Input payload integers: one per transfer of ``lanes`` operand sets (zero-padded)."""
     n = len(next(iter(v.values())))
-    words = [0] * n
-    for name, off, width in _lane_fields(op):
-        col = np.asarray(v[name]).astype(np.int64) & ((1 << width) - 1)
-        for j in range(n):
-            words[j] |= int(col[j]) << off
-    lw = lane_width(op)
+    cols = {name: np.asarray(col).astype(np.int64) for name, col in v.items()}
+    layout = in_layout(op, lanes)
     out = []
     for t in range(0, n, lanes):
-        word = 0
-        for lane, w in enumerate(words[t:t + lanes]):
-            word |= w << (lane * lw)
-        out.append(word)
+        sets = [{name: int(col[j]) for name, col in cols.items()} for j in range(t, min(n, t + lanes))]
+        out.append(lib.pack(layout, sets + [{}] * (lanes - len(sets))))
     return out
 
 
 def unpack(op, words, n, lanes=1):
-    """Split output payload integers into ``(results, flags)`` arrays of length ``n``."""
-    rw = result_width(op)
-    lw = rw + 5
+    """Split output payload integers into ``(results, flags)`` arrays of length ``n``
+    (results as unsigned bit patterns)."""
+    layout, mask = out_layout(op, lanes), (1 << result_width(op)) - 1
     r, f = [], []
     for word in words:
-        for lane in range(lanes):
-            x = word >> (lane * lw)
-            r.append(x & ((1 << rw) - 1))
-            f.append((x >> rw) & 0x1F)
+        for lane in lib.unpack(layout, word):
+            r.append(lane["r"] & mask)
+            f.append(lib.pack(rtl.FLAGS, lane["flags"]))
     return np.array(r[:n], np.int64), np.array(f[:n], np.int64)
 
 
@@ -260,84 +259,36 @@ def mismatches(op, v, got_r, got_f, limit=5):
 
 # ----------------------------------------------------------------------------- cocotb
 
-try:
-    import cocotb
-    from cocotb.clock import Clock
-    from cocotb.triggers import FallingEdge, RisingEdge, Timer
-except ImportError:      # the vector helpers above work without cocotb
-    cocotb = None
+if lib.cocotb is not None:
+    cocotb = lib.cocotb
 
-
-async def stream_run(dut, words, seed, p_ready, p_valid, max_cycles):
-    """Drive ``words`` into ``i`` and collect ``o`` payloads under random backpressure.
-
-    Inputs change only after a falling edge; handshakes are sampled 1 ns later, before
-    the rising edge that performs them. Returns (outputs, cycles).
-    """
-    rnd = random.Random(seed)
-    dut.i__valid.value = 0
-    dut.i__payload.value = 0
-    dut.o__ready.value = 0
-    dut.rst.value = 1
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-    # Warm-up bubbles (valid low) with random payloads: Icarus with -g2012 (the cocotb
-    # runner's default) never runs an ``always @*`` block whose inputs keep their
-    # initial value, so each pipeline register must toggle once before the test.
-    for _ in range(24):
-        await FallingEdge(dut.clk)
-        dut.i__payload.value = rnd.getrandbits(len(dut.i__payload))
-    await FallingEdge(dut.clk)
-    dut.i__payload.value = 0
-    out = []
-    idx = 0
-    offering = False
-    cycles = 0
-    while len(out) < len(words):
-        await FallingEdge(dut.clk)
-        cycles += 1
-        if cycles > max_cycles:
-            raise AssertionError(f"timeout: {len(out)} of {len(words)} results "
-                                 f"after {max_cycles} cycles")
-        if not offering and idx < len(words) and rnd.random() < p_valid:
-            offering = True
-            dut.i__payload.value = words[idx]
-        dut.i__valid.value = int(offering)
-        dut.o__ready.value = int(rnd.random() < p_ready)
-        await Timer(1, unit="ns")
-        if offering and int(dut.i__ready.value):
-            offering = False
-            idx += 1
-        if int(dut.o__valid.value) and int(dut.o__ready.value):
-            val = dut.o__payload.value
-            if not val.is_resolvable:
-                raise AssertionError(f"unresolved output payload {val} at cycle {cycles}")
-            out.append(val.to_unsigned())
-    return out, cycles
-
-
-if cocotb is not None:
     @cocotb.test()
     async def fp16_stream(dut):
-        op = os.environ["HYFLEXPIM_FP16_OP"]
+        unit = lib.design()
+        op = os.environ["HYFLEXPIM_BLOCK"].removeprefix("fp16_")
         full = os.environ.get("HYFLEXPIM_FP16_SET", "quick") == "full"
-        params = json.loads(os.environ.get("HYFLEXPIM_PARAMS", "{}"))
-        lanes = params.get("lanes", 1)
-        base = int(os.environ.get("HYFLEXPIM_SEED", "1"))
-        seed = (base * 1000003 + sum(map(ord, op))) & 0xFFFFFFFF
+        lanes = unit.lanes
+        seed = lib.seed(op)
         p_ready = float(os.environ.get("HYFLEXPIM_READY", "0.7"))
         p_valid = float(os.environ.get("HYFLEXPIM_VALID", "0.9"))
-        cocotb.log.info(f"fp16 {op} ({'full' if full else 'quick'} set, lanes={lanes}): "
-                        f"seed {seed} (replay: HYFLEXPIM_SEED={base})")
+        cocotb.log.info(f"fp16 {op} ({'full' if full else 'quick'} set, lanes={lanes})")
         v = vectors(op, seed, full)
         n = len(next(iter(v.values())))
         words = pack(op, v, lanes)
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-        outs, cycles = await stream_run(dut, words, seed, p_ready, p_valid,
-                                        max_cycles=100 + 20 * len(words))
-        got_r, got_f = unpack(op, outs, n, lanes)
+        rng = lib.rng(seed)
+        clock = lib.TbClock(dut)
+        source = lib.StreamSource(dut, "i", clock, idle=lib.random_pauses(1 - p_valid, rng))
+        sink = lib.StreamSink(dut, "o", clock, backpressure=lib.random_pauses(1 - p_ready, rng),
+                              keep=True)
+        await clock.start()
+        for w in words:
+            source.send(w)
+        max_cycles = 100 + 20 * len(words)
+        await clock.wait(lambda: sink.count >= len(words), max_cycles,
+                         f"{len(words)} results (timeout: {sink.count} arrived)")
+        got_r, got_f = unpack(op, [w for w, _ in sink.received], n, lanes)
         bad = mismatches(op, v, got_r, got_f)
+        cycles = sink.last - source.first + 1
         cocotb.log.info(f"fp16 {op}: {n} results in {cycles} cycles, "
                         f"{'bit-exact' if not bad else 'MISMATCH'}")
         assert not bad, "\n".join(bad)

@@ -5,21 +5,21 @@ import os
 
 import pytest
 
-from hyflexpim.rtl.analog import AnalogArray
-from hyflexpim.sim.cocotb_runner import run_cocotb
+from hyflexpim.sim.cocotb_runner import run_block
 
-SMALL = dict(rows=16, cols=32, slc_bits=4, mlc_bits=5, result_width=32, read_cycles=2)
-DEFAULT = dict(rows=64, cols=128, slc_bits=6, mlc_bits=7, result_width=32, read_cycles=4)
-ODD = dict(rows=24, cols=48, slc_bits=5, mlc_bits=6, result_width=28, read_cycles=1)
+# the registry's small array (16 x 32) with a lower ADC resolution and quicker reads
+SMALL = dict(small=True, params=dict(slc_bits=4, mlc_bits=5, read_cycles=2))
+DEFAULT = dict(small=False)                       # the published 64 x 128 array
+ODD = dict(small=False, params=dict(rows=24, cols=48, slc_bits=5, mlc_bits=6, result_width=28,
+                                    read_cycles=1))
 
 
-def _run(params, testcase=None, seed=None, quick=False):
+def _run(config, testcase=None, seed=None, quick=False):
     seed = seed if seed is not None else int(os.environ.get("HYFLEXPIM_SEED", "1"))
     print(f"cocotb seed: HYFLEXPIM_SEED={seed}")
-    return run_cocotb(AnalogArray(**params), toplevel="analog_array",
-                      test_module="hyflexpim.tb.analog_tb", params=params,
-                      extra_env={"HYFLEXPIM_SEED": seed, "HYFLEXPIM_QUICK": int(quick)},
-                      testcase=testcase)
+    return run_block("analog_array", test_module="hyflexpim.tb.analog_tb", **config,
+                     extra_env={"HYFLEXPIM_SEED": seed, "HYFLEXPIM_QUICK": int(quick)},
+                     testcase=testcase)
 
 
 def test_small_array_all_cases():

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from hyflexpim.rtl.analog import AnalogArray, PIPELINE_LATENCY
+from hyflexpim.rtl.analog import PIPELINE_LATENCY
 from hyflexpim.sim.arch.timing import array_cycles
-from hyflexpim.sim.cocotb_runner import run_cocotb, build_dir_for
+from hyflexpim.sim.cocotb_runner import run_block, build_dir_for
 
 VECTORS = 4
 
@@ -20,9 +20,9 @@ def test_model_cycles_equal_rtl_measurement(params):
     bdir = build_dir_for("analog_array_cycles", params)
     report = bdir / "report.json"
     bdir.mkdir(parents=True, exist_ok=True)
-    run_cocotb(AnalogArray(**params), toplevel="analog_array", test_module="hyflexpim.tb.analog_tb",
-               params=params, testcase="stream_throughput", build_dir=bdir, quiet=True,
-               extra_env={"HYFLEXPIM_REPORT": report, "HYFLEXPIM_STREAM_VECTORS": VECTORS})
+    run_block("analog_array", test_module="hyflexpim.tb.analog_tb", params=params, small=False,
+              testcase="stream_throughput", build_dir=bdir, quiet=True,
+              extra_env={"HYFLEXPIM_REPORT": report, "HYFLEXPIM_STREAM_VECTORS": VECTORS})
     measured = json.loads(report.read_text())
     for mode, m in measured.items():
         kw = dict(cols=params["cols"], read_cycles=params["read_cycles"],

@@ -5,32 +5,29 @@ import os
 
 import pytest
 
-from hyflexpim.rtl.bus import InnerBus, GlobalBus
-from hyflexpim.sim.cocotb_runner import run_cocotb
+from hyflexpim.sim.cocotb_runner import run_block
 
 
-def _run(cls, params, testcase=None, seed=None, report=None):
+def _run(block, params, testcase=None, seed=None, report=None, small=True):
     seed = seed if seed is not None else int(os.environ.get("HYFLEXPIM_SEED", "1"))
     print(f"cocotb seed: HYFLEXPIM_SEED={seed}")
     env = {"HYFLEXPIM_SEED": seed}
     if report:
         env["HYFLEXPIM_BUS_REPORT"] = report
-    kw = dict(params)
-    if cls is GlobalBus:
-        kw["n_pus"] = kw.pop("n_ports") - 1
-    return run_cocotb(cls(**kw), toplevel="shared_bus", test_module="hyflexpim.tb.bus_tb",
-                      params=params, extra_env=env, testcase=testcase)
+    return run_block(block, toplevel="shared_bus", test_module="hyflexpim.tb.bus_tb",
+                     params=params, small=small, extra_env=env, testcase=testcase)
 
 
 def test_inner_bus_4_ports_all_cases():
-    # addr_width 3 with 4 ports leaves unknown destinations to test the drop path
-    passed, _ = _run(InnerBus, dict(n_ports=4, data_width=32, fifo_depth=4, addr_width=3,
-                                    tag_width=8))
+    # the registry's small inner bus (4 ports); addr_width 3 with 4 ports leaves unknown
+    # destinations to test the drop path
+    passed, _ = _run("inner_bus", dict(addr_width=3))
     assert passed == 3
 
 
 def test_global_bus_3_ports_shallow_fifos():
-    passed, _ = _run(GlobalBus, dict(n_ports=3, data_width=64, fifo_depth=2, tag_width=5),
+    # the registry's small global bus (2 PUs + IO: 3 ports), wider words, shallow FIFOs
+    passed, _ = _run("global_bus", dict(data_width=64, fifo_depth=2, tag_width=5),
                      testcase=["random_traffic_random_backpressure", "uncontended_latency"])
     assert passed == 2
 
@@ -38,5 +35,5 @@ def test_global_bus_3_ports_shallow_fifos():
 @pytest.mark.slow
 def test_inner_bus_34_ports():
     """The published PU: 24 analog + 8 digital modules, aggregator and bridge."""
-    passed, _ = _run(InnerBus, dict(n_ports=34, data_width=32, fifo_depth=4, tag_width=8))
+    passed, _ = _run("inner_bus", {}, small=False)
     assert passed == 3

@@ -8,10 +8,13 @@ import pytest
 
 from hyflexpim.rtl.chip import Chip
 from hyflexpim.sim.blocks import get_block
-from hyflexpim.sim.cocotb_runner import run_cocotb
+from hyflexpim.sim.cocotb_runner import run_block
 
-SMALL = dict(n_modules=2, arrays_per_module=2, rows=16, cols=32, slc_bits=6, mlc_bits=7,
-             read_cycles=2, data_width=32, fifo_depth=4, tag_width=6, max_parts=4, n_digital=1)
+#: The registry's small chip (two PUs of 2 modules x 2 arrays of 16 x 32, tag_width 6)
+#: with quicker crossbar reads and at most 4 row chunks per output.
+QUICK = dict(read_cycles=2, max_parts=4)
+SMALL = get_block("chip").resolve(small=True, **QUICK)
+PU = {k: v for k, v in SMALL.items() if k != "n_pus"}      # the PU keywords of the chip
 
 
 def _run(chip_params, layers, testcase=None, seed=None, report=None):
@@ -20,10 +23,8 @@ def _run(chip_params, layers, testcase=None, seed=None, report=None):
     env = {"HYFLEXPIM_SEED": seed}
     if report:
         env["HYFLEXPIM_CHIP_REPORT"] = report
-    n_pus = chip_params.get("n_pus", 2)
-    pu = {k: v for k, v in chip_params.items() if k != "n_pus"}
-    return run_cocotb(Chip(n_pus, **pu), toplevel="chip", test_module="hyflexpim.tb.chip_tb",
-                      params={**chip_params, **layers}, extra_env=env, testcase=testcase)
+    return run_block("chip", test_module="hyflexpim.tb.chip_tb", params=chip_params,
+                     small=False, tb_params=layers, extra_env=env, testcase=testcase)
 
 
 @pytest.mark.parametrize("kw, msg", [
@@ -38,18 +39,17 @@ def test_chip_parameter_errors(kw, msg):
 
 
 def test_chip_addresses_and_block():
-    chip = Chip(3, **SMALL)
+    chip = Chip(3, **PU)
     assert chip.addr_width == 2 and chip.arrays_per_pu == 4
     assert [chip.pu_port(p) for p in range(3)] == [1, 2, 3]
     with pytest.raises(ValueError, match=r"^p must be an integer in 0\.\.2, not 3$"):
         chip.pu_port(3)
-    blk = get_block("chip")
-    blk.build(**blk.small)
+    get_block("chip").build(small=True)
 
 
 def test_chip_two_layers_two_pus():
     """32 x 12 (GELU) on PU 0 -> global bus -> 12 x 12 on PU 1 -> IO, INT8 bit-exact."""
-    passed, _ = _run(dict(n_pus=2, **SMALL), dict(m1=32, n1=12, n2=12, n_slc1=4, n_slc2=4,
+    passed, _ = _run(SMALL, dict(m1=32, n1=12, n2=12, n_slc1=4, n_slc2=4,
                                                     vectors=2),
                      testcase=["two_layers_noise_off", "two_layers_noise_on"])
     assert passed == 2
@@ -57,6 +57,6 @@ def test_chip_two_layers_two_pus():
 
 def test_chip_split_layer():
     """64 x 12 split by row chunks: PU 0's sums -> PARTIAL_SUM -> PU 1 -> IO, INT32 exact."""
-    passed, _ = _run(dict(n_pus=2, **SMALL), dict(m=64, n=12, n_slc=4, vectors=2),
+    passed, _ = _run(SMALL, dict(m=64, n=12, n_slc=4, vectors=2),
                      testcase=["split_layer_noise_off", "split_layer_noise_on"])
     assert passed == 2

@@ -15,7 +15,7 @@ from amaranth.sim import Simulator
 
 from hyflexpim.rtl import fp16 as rtl
 from hyflexpim.sim.blocks import all_blocks
-from hyflexpim.sim.cocotb_runner import run_cocotb
+from hyflexpim.sim.cocotb_runner import run_block
 from hyflexpim.sim.verilog import to_verilog
 from hyflexpim.tb import fp16_tb as tb
 
@@ -160,13 +160,12 @@ def test_latency_matches_property(op, params):
 
 def _cocotb(op, full, params=None, ready=None):
     params = dict(params or {})
-    env = {"HYFLEXPIM_FP16_OP": op, "HYFLEXPIM_FP16_SET": "full" if full else "quick",
-           "HYFLEXPIM_SEED": SEED}
+    env = {"HYFLEXPIM_FP16_SET": "full" if full else "quick", "HYFLEXPIM_SEED": SEED}
     if ready is not None:
         env["HYFLEXPIM_READY"] = ready
     print(f"fp16 {op}: HYFLEXPIM_SEED={SEED} params={params}")
-    run_cocotb(tb.make_unit(op, **params), toplevel=f"fp16_{op}", test_module="hyflexpim.tb.fp16_tb",
-               params={"op": op, "set": env["HYFLEXPIM_FP16_SET"], **params}, extra_env=env)
+    run_block(f"fp16_{op}", test_module="hyflexpim.tb.fp16_tb", params=params,
+              tb_params={"set": env["HYFLEXPIM_FP16_SET"]}, extra_env=env)
 
 
 @pytest.mark.parametrize("op", OPS)

@@ -9,16 +9,16 @@ from amaranth.hdl import Fragment
 from hyflexpim.rtl.digital import DigitalModule
 from hyflexpim.rtl.pu import AnalogModule, ProcessingUnit, route_value
 from hyflexpim.sim.blocks import get_block
-from hyflexpim.sim.cocotb_runner import run_cocotb
+from hyflexpim.sim.cocotb_runner import run_block
 
-SMALL = dict(n_modules=2, arrays_per_module=2, rows=16, cols=32, slc_bits=6, mlc_bits=7,
-             read_cycles=2, data_width=32, fifo_depth=4, tag_width=6, max_parts=4, n_digital=1,
-             ext_addr_width=2)
+#: On top of a configuration: quicker crossbar reads, at most 4 row chunks per output and
+#: the 2-bit global addresses of a two-PU chip.
+QUICK = dict(read_cycles=2, max_parts=4, ext_addr_width=2)
+#: The registry's small PU (2 modules x 2 arrays of 16 x 32, tag_width 6), quick.
+SMALL = get_block("pu").resolve(small=True, **QUICK)
 # 128 inputs x 64 outputs on 64 x 128 arrays: 16 SLC + 48 MLC outputs per 64-row chunk
 # = 1 SLC + 2 MLC arrays, two chunks: 6 arrays.
-FULL = dict(n_modules=3, arrays_per_module=2, rows=64, cols=128, slc_bits=6, mlc_bits=7,
-            read_cycles=4, data_width=32, fifo_depth=4, tag_width=8, max_parts=4, n_digital=1,
-            ext_addr_width=2)
+FULL = get_block("pu").resolve(n_modules=3, read_cycles=4, max_parts=4, ext_addr_width=2)
 
 
 def _run(pu_params, layer, testcase=None, seed=None, report=None):
@@ -27,9 +27,8 @@ def _run(pu_params, layer, testcase=None, seed=None, report=None):
     env = {"HYFLEXPIM_SEED": seed}
     if report:
         env["HYFLEXPIM_PU_REPORT"] = report
-    return run_cocotb(ProcessingUnit(**pu_params), toplevel="pu",
-                      test_module="hyflexpim.tb.pu_tb", params={**pu_params, **layer},
-                      extra_env=env, testcase=testcase)
+    return run_block("pu", test_module="hyflexpim.tb.pu_tb", params=pu_params, small=False,
+                     tb_params=layer, extra_env=env, testcase=testcase)
 
 
 @pytest.mark.parametrize("kw, msg", [
@@ -79,8 +78,7 @@ def test_route_value():
 
 def test_blocks_build():
     for name in ("pu", "analog_module", "digital_module"):
-        blk = get_block(name)
-        blk.build(**blk.small)
+        get_block(name).build(small=True)
 
 
 def test_pu_ports_and_addresses():

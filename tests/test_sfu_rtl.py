@@ -14,7 +14,7 @@ from hyflexpim.models import fp16
 from hyflexpim.models.fp16 import functions as F
 from hyflexpim.rtl.sfu import ExpUnit, GeluUnit, LayerNormUnit, RowReduce, SoftmaxUnit
 from hyflexpim.sim.blocks import all_blocks
-from hyflexpim.sim.cocotb_runner import run_cocotb
+from hyflexpim.sim.cocotb_runner import run_block
 
 UNITS = {"exp": ExpUnit, "gelu": GeluUnit, "softmax": SoftmaxUnit, "layernorm": LayerNormUnit}
 
@@ -30,9 +30,8 @@ def _run(kind, count=None, exhaustive=False, testcase=None, **params):
         env["HYFLEXPIM_COUNT"] = count
     if exhaustive:
         env["HYFLEXPIM_EXHAUSTIVE"] = 1
-    comp = UNITS[kind](**params)
-    return run_cocotb(comp, toplevel=f"sfu_{kind}", test_module="hyflexpim.tb.sfu_tb",
-                      params=dict(params, kind=kind), extra_env=env, testcase=testcase)
+    return run_block(f"sfu_{kind}", test_module="hyflexpim.tb.sfu_tb", params=params,
+                     extra_env=env, testcase=testcase)
 
 
 @pytest.mark.parametrize("kind", ["exp", "gelu"])
@@ -184,4 +183,4 @@ def test_blocks_registered_and_small_builds():
         assert name in blocks
         assert blocks[name].params["lanes"] <= 4
         assert blocks[name].params.get("n", 0) <= 64
-        blocks[name].build(**blocks[name].small)._MustUse__silence = True
+        blocks[name].build(small=True)._MustUse__silence = True

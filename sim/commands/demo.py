@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cocotb_runner import BUILD_ROOT, run_cocotb
+from ..cocotb_runner import BUILD_ROOT, run_block
 from ..cli import UsageError
 
 NAME = "demo"
@@ -31,7 +31,6 @@ def add_arguments(p):
 
 
 def run(args):
-    from ...rtl.analog import AnalogArray
     from ...models.crossbar import check_ber
     if args.vectors < 1 or args.vectors > 1000:
         raise UsageError(f"--vectors must be in 1..1000, not {args.vectors}")
@@ -39,18 +38,15 @@ def run(args):
         check_ber(args.ber)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    params = dict(rows=args.rows, cols=args.cols, slc_bits=6, mlc_bits=7, result_width=32,
-                  read_cycles=4)
-    dut = AnalogArray(**params)
+    params = dict(rows=args.rows, cols=args.cols)
     report_path = out / "demo_report.json"
     cfg = dict(mode=args.mode, ber=args.ber, seed=args.seed, vectors=args.vectors,
                out=str(report_path.resolve()))
     print(f"Array {args.rows} x {args.cols}, mode {args.mode.upper()}, "
           f"{'ideal' if args.ber is None else f'noisy (MLC BER {args.ber})'}, seed {args.seed}")
     t0 = time.time()
-    run_cocotb(dut, toplevel="analog_array", test_module="hyflexpim.tb.demo_tb",
-               params=params, extra_env={"HYFLEXPIM_DEMO": json.dumps(cfg)},
-               build_dir=out / "sim", quiet=True)
+    run_block("analog_array", test_module="hyflexpim.tb.demo_tb", params=params, small=False,
+              extra_env={"HYFLEXPIM_DEMO": json.dumps(cfg)}, build_dir=out / "sim", quiet=True)
     wall = time.time() - t0
     r = json.loads(report_path.read_text())
     print(f"Verilog: {out / 'sim' / 'analog_array.v'}  (simulator log: {out / 'sim' / 'sim.log'})")
