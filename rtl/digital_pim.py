@@ -356,44 +356,56 @@ class DigitalPimController(wiring.Component):
         acc = Signal(data.ArrayLayout(signed(RESULT_WIDTH), A))
         acc_pv = Signal(data.ArrayLayout(data.ArrayLayout(signed(RESULT_WIDTH), d), A))
         red = Signal(data.ArrayLayout(signed(RESULT_WIDTH), d))
-        sa_ek = []
+        # stage 2: the window sums, registered, go into the accumulators
+        sb_valid = Signal()
+        sb_sums = Signal(data.ArrayLayout(data.ArrayLayout(signed(_PARTIAL_WIDTH), W), A))
+        sb_e0 = Signal(range(d))
+        sb_u0 = Signal(range(Umax + 2))
+        sb_complete = Signal()
+        m.d.sync += sb_valid.eq(sa_valid)
+        with m.If(sa_valid):
+            m.d.sync += [sa_valid.eq(0), sb_e0.eq(sa_e0), sb_u0.eq(sa_u0),
+                         sb_complete.eq(sa_complete)]
+        sb_ek = []
         for k in range(W):
-            raw = sa_e0 + k
-            e = Signal(range(d), name=f"sa_e{k}")
+            raw = sb_e0 + k
+            e = Signal(range(d), name=f"sb_e{k}")
             m.d.comb += e.eq(Mux(raw >= d, raw - d, raw))
-            sa_ek.append((e, raw >= d))
+            sb_ek.append((e, raw >= d))
         scores = Signal(data.ArrayLayout(signed(RESULT_WIDTH), A))
         for a in range(A):
             ws = WindowSums(S)
             m.submodules[f"sums{a}"] = ws
             m.d.comb += [ws.bits.eq(sa_bits[a]), ws.offset.eq(sa_off)]
+            with m.If(sa_valid):
+                m.d.sync += sb_sums[a].eq(ws.sums)
+            sums = sb_sums[a]
             cur = 0
             nxt = 0
             for k in range(W):
-                cur = cur + Mux(sa_ek[k][1], 0, ws.sums[k])
-                nxt = nxt + Mux(sa_ek[k][1], ws.sums[k], 0)
+                cur = cur + Mux(sb_ek[k][1], 0, sums[k])
+                nxt = nxt + Mux(sb_ek[k][1], sums[k], 0)
             m.d.comb += scores[a].eq(acc[a] + cur)
-            with m.If(sa_valid):
+            with m.If(sb_valid):
                 with m.If(is_qk):
-                    m.d.sync += acc[a].eq(Mux(sa_complete, nxt, acc[a] + cur))
+                    m.d.sync += acc[a].eq(Mux(sb_complete, nxt, acc[a] + cur))
                 with m.Else():
                     for e in range(d):
                         add = 0
                         for k in range(W):
-                            add = add + Mux(sa_ek[k][0] == e, ws.sums[k], 0)
+                            add = add + Mux(sb_ek[k][0] == e, sums[k], 0)
                         m.d.sync += acc_pv[a][e].eq(acc_pv[a][e] + add)
-        with m.If(sa_valid):
-            m.d.sync += sa_valid.eq(0)
         qk_push = Signal()
-        m.d.comb += qk_push.eq(sa_valid & sa_complete & is_qk)
+        m.d.comb += qk_push.eq(sb_valid & sb_complete & is_qk)
         push_y = []
         for a in range(A):
-            keep = ((sa_u0 << logA) + a) < n_keys
+            keep = ((sb_u0 << logA) + a) < n_keys
             push_y.append(Mux(keep, scores[a], MASKED))
         # the start of a completing step waits until the FIFO has room for its beat
+        # (steps are 5 cycles apart: at most one completion is in the two S&A stages)
         blocked = Signal()
-        m.d.comb += blocked.eq(is_qk & completes &
-                               ((fifo.level + (sa_valid & sa_complete)) >= 2))
+        pending = (sa_valid & sa_complete) | (sb_valid & sb_complete)
+        m.d.comb += blocked.eq(is_qk & completes & ((fifo.level + pending) >= 2))
 
         # ---------------------------------------------------------------- sequencer
         red_cnt = Signal(range(A + 1))
@@ -534,7 +546,7 @@ class DigitalPimController(wiring.Component):
                             m.next = "DRAIN"
 
             with m.State("DRAIN"):
-                with m.If(~sa_valid):
+                with m.If(~sa_valid & ~sb_valid):
                     with m.If(is_qk):
                         m.d.sync += out_beat.eq((n_keys + A - 1) >> logA)
                         m.next = "TAIL"
@@ -576,7 +588,7 @@ class DigitalPimController(wiring.Component):
         with m.If(qk_push):
             m.d.comb += fifo.w_stream.valid.eq(1)
             m.d.comb += [push.y[a].eq(push_y[a]) for a in range(A)]
-            m.d.comb += push.last.eq(sa_u0 == out_beats_qk - 1)
+            m.d.comb += push.last.eq(sb_u0 == out_beats_qk - 1)
         m.d.comb += self.status.busy.eq(~fsm.ongoing("IDLE") | fifo.r_stream.valid)
         return m
 
