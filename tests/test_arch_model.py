@@ -1,5 +1,6 @@
 """Architecture model: hand-computed formulas, mapper, invariants (hyflexpim.sim.arch)."""
 
+import dataclasses
 import json
 import math
 
@@ -7,11 +8,14 @@ import pytest
 
 from hyflexpim.sim.arch import (array_cycles, plane_cycles, vector_time, first_result_time,
                                 kept_rank, slc_count, map_matrix, plan, evaluate, FitError,
-                                default_params, get_model, load_model_file, load_slc_map)
-from hyflexpim.sim.arch.evaluate import linear_energy, attention_counts
-from hyflexpim.sim.arch.mapper import TileGroup
+                                default_params, get_model, load_model_file, load_slc_map, workload)
+from hyflexpim.sim.arch.evaluate import linear_energy, LINEAR_KEYS
+from hyflexpim.sim.arch.counts import attention_counts, pairs
+from hyflexpim.sim.arch.mapper import TileGroup, pack, pim_design
+from hyflexpim.sim.arch.schedule import layer_period, stream
 from hyflexpim.sim.arch.sweep import _budget, SWEEP_SLC
-from hyflexpim.sim.arch.timing import digital_products_time, sfu_time
+from hyflexpim.sim.arch import timing
+from hyflexpim.sim.arch.timing import digital_products_time, sfu_time, attention_time, head_cycles
 
 P = default_params()
 MODELS = ("bert-base", "bert-large", "gpt2", "llama-3.2-1b", "vit-base")
@@ -21,8 +25,10 @@ ENCODERS = ("bert-base", "bert-large", "vit-base")
 # ---- derived energies from the published table (DESIGN.md s2), by hand -----------------
 
 def test_event_energies_from_published_power():
-    assert P.e_conversion("mlc") == pytest.approx(512e-3 / 512 / 1.28e9)
-    assert P.e_conversion("slc") == pytest.approx(512e-3 / 512 / 1.28e9 * 6 / 7)
+    ref = 512e-3 / 512 / 1.28e9                      # one 7-bit conversion
+    assert P.adc_law == "doubling" and P.adc_reference_bits == 7
+    assert P.e_conversion("mlc") == pytest.approx(ref)
+    assert P.e_conversion("slc") == pytest.approx(ref / 2)       # one bit less: half
     assert P.e_wl_pulse == pytest.approx(297.71e-3 / 32768 * 100e-9)
     assert P.e_array_read == pytest.approx(60.78e-3 / 512 * 100e-9)
     assert P.e_shift_add == pytest.approx(59.54e-3 / 512 / 1.28e9)
@@ -33,6 +39,17 @@ def test_event_energies_from_published_power():
     assert P.e_product == pytest.approx(64 * step / 341)
     assert P.e_sfu_input == pytest.approx(138.89e-3 / 256e9)
     assert P.e_digital_add == pytest.approx(119.08e-3 / 1024 / 1e9)
+
+
+def test_adc_law_mlc_spends_the_same_adc_energy_per_weight():
+    # an 8-bit weight: 8 SLC columns of 6 bits or 4 MLC columns of 7 bits
+    slc = TileGroup("q", "W", "slc", rows=64, neurons=16)
+    mlc = TileGroup("q", "W", "mlc", rows=64, neurons=16)
+    e_s, e_m = linear_energy(slc, P)[0]["adc"], linear_energy(mlc, P)[0]["adc"]
+    assert e_s == pytest.approx(e_m)
+    lin = dataclasses.replace(P, adc_law="linear")
+    assert lin.e_conversion("slc") == pytest.approx(P.e_conversion("mlc") * 6 / 7)
+    assert linear_energy(slc, lin)[0]["adc"] == pytest.approx(2 * 6 / 7 * e_m)
 
 
 def test_areas_match_published_sums():
@@ -61,14 +78,15 @@ def test_published_vector_time():
     assert vector_time("mlc") == pytest.approx(800e-9)
     assert vector_time("slc") == pytest.approx(800e-9)
     assert first_result_time("mlc") == pytest.approx(900e-9)
+    assert vector_time("slc", input_bits=32) == pytest.approx(3.2e-6)    # ASADI's FP32 planes
 
 
 @pytest.mark.parametrize("kw, msg", [
-    (dict(n_vectors=-1, mode="slc"), r"^n_vectors must be a non-negative integer, not -1$"),
-    (dict(n_vectors=1, mode="tlc"), r"^mode must be 'slc' or 'mlc', not 'tlc'$"),
-    (dict(n_vectors=1, mode="slc", cols=0), r"^cols must be a positive integer, not 0$"),
-    (dict(n_vectors=1, mode="slc", read_cycles=-2), r"^read_cycles must be a non-negative integer, not -2$"),
-    (dict(n_vectors=1, mode="slc", latency=1.5), r"^latency must be a non-negative integer, not 1.5$"),
+    (dict(n_vectors=-1, mode="slc"), r"^n_vectors must be an integer >= 0, not -1$"),
+    (dict(n_vectors=1, mode="tlc"), r"^mode must be one of 'slc', 'mlc', not 'tlc'$"),
+    (dict(n_vectors=1, mode="slc", cols=0), r"^cols must be an integer in 1..65536, not 0$"),
+    (dict(n_vectors=1, mode="slc", read_cycles=-2), r"^read_cycles must be an integer >= 0, not -2$"),
+    (dict(n_vectors=1, mode="slc", latency=1.5), r"^latency must be an integer >= 0, not 1.5$"),
 ])
 def test_array_cycles_bad_input(kw, msg):
     with pytest.raises(ValueError, match=msg):
@@ -85,6 +103,30 @@ def test_digital_and_sfu_time():
     assert sfu_time(2049) == pytest.approx(2e-9)
 
 
+def test_published_head_cycles_and_round_robin():
+    # one head, 128 queries x 128 keys x 64: 2 x ceil(128*128*64*64 / (256*341)) row steps
+    c = timing.published_head_cycles(128, 128, 64, False)
+    assert c == 2 * math.ceil(128 * 128 * 64 * 64 / (256 * 341)) * 5
+    assert pairs(4, 10, True) == 7 + 8 + 9 + 10 and pairs(4, 10, False) == 40
+    hc = head_cycles(128, 128, 64)
+    # 16 heads on 8 modules: 2 per module; on 32 modules: a head's queries over 2 modules
+    assert attention_time(16, 128, 128, 64, False, 8) == pytest.approx(2 * hc / 1e9)
+    assert attention_time(16, 128, 128, 64, False, 32) == pytest.approx(math.ceil(hc / 2) / 1e9)
+
+
+def test_digital_pim_cycles_from_the_golden_model():
+    """The architecture model's attention cycles are the digital PIM model's (which the
+    RTL controller is checked against), once models/digital_pim.py is present."""
+    dp = pytest.importorskip("hyflexpim.models.digital_pim")
+    assert timing.DIGITAL_PIM_MODEL == "models.digital_pim"
+    assert head_cycles(100, 300, 64) == 2 * dp.cycles(100, 64, 300, 256, split="cols")
+    assert head_cycles(50, 300, 64, True) == (dp.scores_cycles(50, 300, 64, True)
+                                             + dp.context_cycles(50, 300, 64, True))
+    # close to the published 273 products per cycle when all arrays are busy
+    prods = 2 * 1024 * 1024 * 64
+    assert prods / head_cycles(1024, 1024, 64) == pytest.approx(dp.published_products_per_cycle(), rel=0.05)
+
+
 # ---- mapper ----------------------------------------------------------------------------
 
 def test_rank_and_slc_count():
@@ -94,7 +136,7 @@ def test_rank_and_slc_count():
     assert slc_count(0.1, 512) == 52
     assert slc_count(0.0, 512) == 0
     assert slc_count(1.0, 819) == 819
-    with pytest.raises(ValueError, match=r"^SLC fraction must be a number in \[0, 1\], not 1.5$"):
+    with pytest.raises(ValueError, match=r"^SLC fraction must be a number in \[0.0, 1.0\], not 1.5$"):
         slc_count(1.5, 10)
 
 
@@ -106,6 +148,8 @@ def test_tile_group_counts():
     assert g.partial_adds == 20
     m = TileGroup("q", "W", "mlc", rows=64, neurons=33)
     assert (m.col_chunks, m.arrays, m.conversions_per_plane, m.partial_adds) == (2, 2, 132, 0)
+    f = TileGroup("q", "W", "slc", rows=64, neurons=10, weight_bits=32)       # FP32 (ASADI)
+    assert (f.slices, f.npa, f.col_chunks) == (32, 4, 3)
 
 
 def test_map_matrix_hand_counts():
@@ -119,16 +163,6 @@ def test_map_matrix_hand_counts():
     assert map_matrix("f", 1024, 4096, svd=True, k_slc=819).arrays == 16 * 52 + 13 * 256
 
 
-def test_linear_energy_hand():
-    g = TileGroup("q", "W", "mlc", rows=64, neurons=32)
-    e, nbytes = linear_energy(g, P)
-    assert e["adc"] == pytest.approx(8 * 128 * P.e_conversion("mlc"))
-    assert e["wl_drivers"] == pytest.approx(8 * 64 * P.e_wl_pulse)
-    assert e["arrays"] == pytest.approx(8 * P.e_array_read)
-    assert e["shift_add"] == pytest.approx(8 * 128 * P.e_shift_add)
-    assert nbytes == 64 + 4 * 32
-
-
 def test_attention_counts_hand():
     m = get_model("bert-base")
     c = attention_counts(m, 4, 16)
@@ -136,13 +170,53 @@ def test_attention_counts_hand():
     assert c["sfu_inputs"] == 12 * 16 + 4 * (2 * 768 + 3072)
 
 
-def test_plan_bert_large():
-    pl = plan("bert-large", 512, 0.1)
-    assert pl.layers[0].arrays == 4 * 624 + (16 * 6 + 16 * 24 + 2 * 256 + 12 * 128) + (64 * 6 + 64 * 24 + 2 * 64 + 12 * 32)
+def test_plan_bert_large_replicates_into_the_arrays_mlc_frees():
+    pl = plan("bert-large", 128, 0.1)
+    lm = pl.layers[0]
+    assert lm.arrays == 4 * 624 + (16 * 6 + 16 * 24 + 2 * 256 + 12 * 128) + (64 * 6 + 64 * 24 + 2 * 64 + 12 * 32)
+    assert (lm.phase_arrays("qkv"), lm.phase_arrays("post")) == (3 * 624, 7456 - 3 * 624)
+    # one copy of the post phase (5584) and three of Q/K/V (3 x 1872) fill 11,200 of 12,288
+    assert pl.copies[0] == {"qkv": 3, "post": 1}
     assert (pl.g, pl.pus_per_layer, pl.chips, pl.pipelines) == (1, 1, 1, 1)
-    so = plan("bert-large", 512, 0.1, "slc-only")
-    assert so.layers[0].arrays == 12288                # exactly one PU
+    so = plan("bert-large", 128, 0.1, "slc-only")
+    assert so.layers[0].arrays == 12288 and so.copies[0] == {"qkv": 1, "post": 1}
     assert plan("bert-base", 128, 0.1, "slc-only").pus_per_layer == 2   # 12 layers: spare PUs used
+
+
+@pytest.mark.parametrize("model, seq, slc, schedule", [
+    ("bert-large", 128, 0.1, "sequence"), ("bert-base", 128, 0.05, "sequence"),
+    ("bert-base", 1024, 0.1, "overlap"), ("gpt2", 256, 0.2, "sequence"),
+])
+def test_chosen_copies_minimise_the_period(model, seq, slc, schedule):
+    """Brute force over every (c_qkv, c_post) that fits: none has a shorter period."""
+    pl = plan(model, seq, slc, gen=0 if get_model(model).causal else None, schedule=schedule)
+    lm, st, c = pl.layers[0], pl.stages[0], pl.copies[0]
+    aq, ap = lm.phase_arrays("qkv"), lm.phase_arrays("post")
+    budget = pl.pus_per_layer * P.arrays_per_pu
+    best = layer_period(st, c["qkv"], c["post"], schedule)
+    for cq in range(1, budget // aq + 1):
+        for cp in range(1, (budget - cq * aq) // ap + 1):
+            if pack(lm, {"qkv": cq, "post": cp}, pl.pus_per_layer, P.arrays_per_pu):
+                assert layer_period(st, cq, cp, schedule) >= best * (1 - 1e-12), (cq, cp)
+
+
+def test_placement_is_consistent():
+    for m, s in (("bert-base", 128), ("llama-3.2-1b", 128)):
+        pl = plan(m, s, 0.1)
+        tiles = pl.placement()
+        layer0 = [t for t in tiles if t["layer"] == 0]
+        assert sum(t["arrays"] for t in layer0) == pl.arrays_used(0)
+        used = {}
+        for t in layer0:
+            assert 0 <= t["module"] < 24 and 0 <= t["array"] < 512 and t["chip"] < pl.chips
+            a0 = t["module"] * 512 + t["array"]
+            used.setdefault(t["pu"], []).append((a0, a0 + t["arrays"]))
+        for spans in used.values():                    # no two chunks share an array
+            spans.sort()
+            assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:]))
+            assert spans[-1][1] <= 12288
+        for t in layer0:                               # a group is split only between column tiles
+            assert t["arrays"] == t["col_chunks"] * t["row_chunks"]
 
 
 def test_plan_llama_needs_tensor_parallel():
@@ -150,6 +224,7 @@ def test_plan_llama_needs_tensor_parallel():
     assert pl.g == math.ceil(pl.layers[0].arrays / 12288) == 5
     assert pl.layers_per_chip == 24 // pl.pus_per_layer
     assert pl.chips == math.ceil(16 / pl.layers_per_chip)
+    assert plan("llama-3.2-1b", 512, 0.1).g == 3         # DESIGN.md s6 says 2: see the docs
 
 
 def test_fit_errors():
@@ -161,20 +236,16 @@ def test_fit_errors():
         plan("llama-3.2-1b", 512, 0.1, "slc-only", pus_per_layer=2)
     with pytest.raises(ValueError, match=r"^unknown model 'bert-huge'; presets: "):
         plan("bert-huge", 128)
-    with pytest.raises(ValueError, match=r"^slc must be a number in \[0, 1\], not -0.1$"):
+    with pytest.raises(ValueError, match=r"^slc must be a number in \[0.0, 1.0\], not -0.1$"):
         plan("bert-base", 128, -0.1)
-    with pytest.raises(ValueError, match=r"^seq must be a positive integer, not 0$"):
+    with pytest.raises(ValueError, match=r"^seq must be an integer in 1..1048576, not 0$"):
         plan("bert-base", 0)
-
-
-def test_placement_is_consistent():
-    pl = plan("bert-base", 128, 0.1)
-    tiles = pl.placement()
-    layer0 = [t for t in tiles if t["layer"] == 0 and t["copy"] == 0 and t["replica"] == 0]
-    assert sum(t["arrays"] for t in layer0) == pl.layers[0].arrays
-    for t in tiles:
-        assert 0 <= t["module"] < 24 and 0 <= t["array"] < 512
-        assert t["chip"] < pl.chips
+    with pytest.raises(ValueError, match=r"^seq must be an integer in 1..1048576, not 2000000$"):
+        plan("bert-base", 2_000_000)
+    with pytest.raises(ValueError, match=r"^gen applies to decoders only"):
+        plan("bert-base", 128, gen=5)
+    with pytest.raises(ValueError, match=r"^batch must be an integer in 1..65536, not 100000$"):
+        plan("gpt2", 128, batch=100_000)
 
 
 # ---- config and mapping files ----------------------------------------------------------
@@ -201,6 +272,22 @@ def test_model_files(tmp_path):
         get_model(str(extra))
 
 
+@pytest.mark.parametrize("cfg, msg", [
+    ({"layers": 10**9}, r"layers must be an integer in 1..1024, not 1000000000$"),
+    ({"hidden": 10**6, "heads": 1}, r"hidden must be an integer in 1..65536, not 1000000$"),
+    ({"ffn": 10**7}, r"ffn must be an integer in 1..262144, not 10000000$"),
+    ({"heads": 4096, "hidden": 4096}, r"heads must be an integer in 1..1024, not 4096$"),
+    ({"kv_heads": 3}, r"kv_heads must be an integer in 1..2, not 3$"),
+    ({"layers": True}, r"layers must be an integer in 1..1024, not True$"),
+    ({"kind": "both"}, r"kind must be one of 'encoder', 'decoder', not 'both'$"),
+])
+def test_model_sizes_are_bounded(tmp_path, cfg, msg):
+    f = tmp_path / "m.json"
+    f.write_text(json.dumps({"layers": 2, "hidden": 128, "heads": 2, "ffn": 512, "kind": "encoder", **cfg}))
+    with pytest.raises(ValueError, match=r"^model config .*m.json: " + msg):
+        get_model(str(f))
+
+
 def test_slc_map_file(tmp_path):
     f = tmp_path / "map.json"
     f.write_text(json.dumps({"matrices": {
@@ -222,10 +309,18 @@ def test_slc_map_file(tmp_path):
     ({"L0.q": {"shape": [1024, 4096], "slc_ranks": [1]}}, r"^mapping entry 'L0.q': shape \[1024, 4096\] does not match"),
     ({"L0.q": {"slc_ranks": [600]}}, r"^mapping entry 'L0.q': slc_ranks must be in 0..511$"),
     ({"L0.q": {"slc_ranks": [1, 1]}}, r"^mapping entry 'L0.q': slc_ranks has repeated ranks$"),
-    ({"L0.q": {"slc_fraction": 2}}, r"^slc_fraction of 'L0.q' must be a number in \[0, 1\], not 2$"),
+    ({"L0.q": {"slc_fraction": 2}}, r"^slc_fraction of 'L0.q' must be a number in \[0.0, 1.0\], not 2$"),
     ({"L0.q": {}}, r"^mapping entry 'L0.q': needs slc_ranks or slc_fraction$"),
     ({"mystery": {"slc_fraction": 0.1}}, r"^mapping entry 'mystery': cannot tell which matrix it is"),
-    ({"L30.q": {"slc_fraction": 0.1}}, r"^mapping file names layer 30, but bert-large has layers 0..23$"),
+    ({"L30.q": {"slc_fraction": 0.1}}, r"^mapping entry 'L30.q': layer 30, but bert-large has layers 0..23$"),
+    ({"L0.gate": {"slc_fraction": 0.1}}, r"^mapping entry 'L0.gate': bert-large has no gate matrix "
+                                         r"\(its matrices: q, k, v, o, ffn1, ffn2\)$"),
+    ({"gate": {"slc_fraction": 0.1}}, r"^mapping entry 'gate': bert-large has no gate matrix"),
+    ({"layers.0.mlp.gate_proj": {"slc_fraction": 0.1}}, r"^mapping entry 'layers.0.mlp.gate_proj': bert-large has no gate"),
+    ({}, r"^mapping file .*map.json: no matrix entries; name at least one matrix"),
+    ({"classifier": {"slc_fraction": 0.1}}, r"^mapping file .*map.json: only entries that are not layer "
+                                            r"matrices \(classifier\)"),
+    ({"L0.q": {"slc_fraction": 0.1, "svd": "yes"}}, r"^svd of 'L0.q' must be True or False, not 'yes'$"),
 ])
 def test_slc_map_errors(tmp_path, entry, msg):
     f = tmp_path / "map.json"
@@ -234,22 +329,66 @@ def test_slc_map_errors(tmp_path, entry, msg):
         plan("bert-large", 128, 0.1, slc_map=str(f))
 
 
+def test_slc_map_file_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"^mapping file .* is a directory, not a file$"):
+        load_slc_map(str(tmp_path))
+    f = tmp_path / "latin1.json"
+    f.write_bytes(b'{"matrices": {"L0.q": {"slc_fraction": 0.1}}, "x": "\xe9"}')
+    with pytest.raises(ValueError, match=r"^mapping file .*latin1.json: not UTF-8 text \(byte \d+\)$"):
+        load_slc_map(str(f))
+    with pytest.raises(FileNotFoundError, match=r"^mapping file not found: "):
+        load_slc_map(str(tmp_path / "none.json"))
+
+
 # ---- evaluation: hand cases and invariants -------------------------------------------
 
 def test_encoder_throughput_hand():
     r = evaluate("bert-large", 128, 0.1, "slc-only")
-    # analog-bound: one vector per 800 ns per matrix; 128 tokens per sequence
+    st = plan("bert-large", 128, 0.1, "slc-only").stages[0]
+    t_vec, t_first = 800e-9, 900e-9
+    att = attention_time(16, 128, 128, 64, False, 8)
+    assert st.att == pytest.approx(att)
+    # Q/K/V of all 128 tokens (1 copy, 1 stage), then attention streamed into O -> FFN1 -> FFN2
+    qkv = stream(128, 1, 1, t_vec, t_first)
+    post = stream(128, 1, 3, t_vec, t_first)
+    T = qkv + max(att + 3 * t_first, att / 128 + post) + st.glob_fill
+    assert r["period_s"] == pytest.approx(T)
+    assert r["tokens_per_s"] == pytest.approx(128 / T)
     assert r["bottleneck"] == "analog"
-    assert r["tokens_per_s"] == pytest.approx(128 / (128 * 800e-9))
     assert r["area_mm2"] == pytest.approx(P.chip_area)
+    assert r["area_efficiency"] == pytest.approx(r["tokens_per_s"] / r["area_mm2"])
     assert r["energy_per_token_j"] == pytest.approx(sum(r["energy_breakdown_j"].values()))
+    assert r["linear_energy_per_token_j"] == pytest.approx(sum(r["linear_energy_breakdown_j"].values()))
+
+
+def test_mlc_density_becomes_throughput():
+    """BERT-Large fits one PU once in both mappings; the arrays MLC frees hold copies of
+    Q/K/V, which shortens each sequence's pass (schedule 'sequence'). With overlapping
+    sequences the slowest phase is unchanged: no gain (docs, "Schedules")."""
+    for s in (128, 512):
+        hy = evaluate("bert-large", s, 0.1, chips=1)
+        so = evaluate("bert-large", s, 0.1, "slc-only", chips=1)
+        assert hy["tokens_per_s"] / so["tokens_per_s"] > 1.4
+        hy_o = evaluate("bert-large", s, 0.1, chips=1, schedule="overlap")
+        so_o = evaluate("bert-large", s, 0.1, "slc-only", chips=1, schedule="overlap")
+        assert hy_o["tokens_per_s"] == pytest.approx(so_o["tokens_per_s"], rel=1e-3)
+
+
+def test_bottleneck_names_the_digital_pim():
+    r = evaluate("bert-large", 8192, 0.1)
+    assert r["bottleneck"] == "digital_pim"
+    assert r["utilisation"]["digital_pim_busy"] > r["utilisation"]["analog_busy"]
+    assert evaluate("bert-large", 128, 0.1)["bottleneck"] == "analog"
 
 
 def test_energy_monotone_in_slc_rate():
+    """Up to tile rounding (an SLC rank more can empty a partly used MLC column chunk:
+    BERT-Base 5% -> 10% is 0.3% lower), energy grows with the SLC rate."""
     for m in MODELS:
         for s in (128, 2048):
             e = [evaluate(m, s, f)["energy_per_token_j"] for f in SWEEP_SLC]
-            assert all(b >= a for a, b in zip(e, e[1:])), (m, s, e)
+            assert all(b >= a * 0.99 for a, b in zip(e, e[1:])), (m, s, e)
+            assert e[-1] > e[0]
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -259,19 +398,17 @@ def test_slc_only_never_faster_on_same_hardware(model):
         for f in (0.0, 0.05, 0.1, 0.2, 0.3, 0.5):
             chips = _budget(model, s, f)
             so = evaluate(model, s, f, "slc-only", chips=chips)["tokens_per_s"]
-            nosvd = evaluate(model, s, f, chips=chips, svd=False)["tokens_per_s"]
             hy = evaluate(model, s, f, chips=chips)["tokens_per_s"]
-            assert so <= nosvd * (1 + 1e-12), (model, s, f)
             if decoder:
                 # batch-1 decoding is latency-bound: the SVD factors A then B double the
                 # analog part of each token's path (documented in docs/architecture.md)
                 assert so <= 2 * hy, (model, s, f)
             else:
-                assert so <= hy * (1 + 1e-12), (model, s, f)
+                assert so <= hy * (1 + 1e-9), (model, s, f)
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_doubling_pus_at_most_doubles(model):
+def test_doubling_pus_about_doubles_at_most(model):
     for s in (128, 2048):
         g = plan(model, s, 0.1).g
         for chips in (1, 2, 4):
@@ -285,22 +422,80 @@ def test_doubling_pus_at_most_doubles(model):
                 more_pus = evaluate(model, s, 0.1, chips=chips, pus_per_layer=2 * g)["tokens_per_s"]
             except FitError:
                 continue
-            assert more_pus <= 2 * base * (1 + 1e-12)
+            # integer copies: twice the arrays can hold slightly more than twice the copies
+            assert more_pus <= 2.1 * base
 
 
-def test_decoder_modes_and_baselines():
-    r = evaluate("gpt2", 512, 0.1)
-    assert (r["prefill_tokens"], r["generated_tokens"]) == (256, 256)
-    assert r["latency_s"] == pytest.approx(r["prefill_latency_s"] + r["generation_time_s"])
-    for d in ("non-pim", "nmp"):
+def test_tensor_parallel_and_chip_link_overheads():
+    one = evaluate("gpt2", 1024, 0.1, chips=1, pus_per_layer=1, gen=0)
+    two = evaluate("gpt2", 1024, 0.1, chips=1, pus_per_layer=2, gen=0)
+    assert two["tokens_per_s"] > one["tokens_per_s"]
+    # two reductions per token and layer: (P - 1) x (4 + 1) x hidden bytes each
+    extra = 12 * 2 * 1 * 5 * 768 * 8 * P.bus_j_per_bit
+    assert two["energy_breakdown_j"]["bus"] - one["energy_breakdown_j"]["bus"] == pytest.approx(extra, rel=1e-6)
+    ll = evaluate("llama-3.2-1b", 100, 0.1, gen=0)
+    assert ll["chips"] == 2 and ll["energy_breakdown_j"]["chip_link"] == pytest.approx(
+        2048 * 8 * P.link_j_per_bit)
+    assert ll["prefill_latency_s"] > P.link_latency
+
+
+def test_linear_energy_and_baselines():
+    hy = evaluate("bert-large", 128, 0.1)
+    assert set(hy["linear_energy_breakdown_j"]) == set(LINEAR_KEYS)
+    assert hy["linear_energy_per_token_j"] < hy["energy_per_token_j"]
+    so = evaluate("bert-large", 128, 0.1, "slc-only")
+    ad = evaluate("bert-large", 128, 0.1, "asadi-dagger")
+    # ASADI-dagger: the SLC-only linear layers; FP32 sparse attention on the digital PIM
+    assert ad["linear_energy_per_token_j"] == pytest.approx(so["linear_energy_per_token_j"])
+    cost = pim_design("asadi-dagger").attention_cost
+    assert cost == pytest.approx(16 * P.baseline("asadi.attention_density"))
+    assert ad["energy_breakdown_j"]["digital_pim"] == pytest.approx(cost * so["energy_breakdown_j"]["digital_pim"])
+    fp = evaluate("bert-large", 128, 0.1, "asadi")
+    assert fp["chips"] == 4 and fp["linear_energy_per_token_j"] > 10 * so["linear_energy_per_token_j"]
+    for d in ("sprint", "non-pim", "nmp"):
         b = evaluate("bert-large", 512, 0.1, d)
         assert b["area_mm2"] == pytest.approx(P.chip_area)
         assert b["energy_per_token_j"] == pytest.approx(sum(b["energy_breakdown_j"].values()))
+        assert 0 < b["linear_energy_per_token_j"] < b["energy_per_token_j"]
         assert b["tokens_per_s"] > 0
     # non-PIM is DRAM-bound in decoding: each step reads all weights once
     d = evaluate("gpt2", 512, 0.1, "non-pim", gen=1)
     w = 12 * get_model("gpt2").weights_per_layer()
-    assert d["generation_time_s"] >= w / P.baseline("dram_bytes_per_s")
+    assert d["generation_time_s"] >= w / P.baseline("non_pim.dram_bytes_per_s")
+    # SPRINT computes 25.4% of the attention products exactly
+    sp = evaluate("bert-large", 512, 0.1, "sprint")
+    assert sp["energy_breakdown_j"]["mac_attention"] == pytest.approx(
+        (1 - 0.746) * 24 * 2 * 16 * 512 * 512 * 64 * P.e_int8_mac_baseline / 512)
+
+
+def test_decoder_modes_and_workloads():
+    r = evaluate("gpt2", 512, 0.1)
+    assert (r["prefill_tokens"], r["generated_tokens"]) == (256, 256)
+    assert r["latency_s"] == pytest.approx(r["prefill_latency_s"] + r["generation_time_s"])
+    w = evaluate("gpt2", 512, 0.1, gen=0)              # perplexity: all tokens at once
+    assert (w["prefill_tokens"], w["generated_tokens"]) == (512, 0)
+    assert w["tokens_per_s"] > 10 * r["tokens_per_s"]
+    assert (workload("glue").seq, workload("wikitext2").seq, workload("ptb").seq,
+            workload("cifar10").seq) == (128, 1024, 100, 197)
+    with pytest.raises(ValueError, match=r"^workload must be one of 'glue', 'wikitext2', 'ptb', 'cifar10', not 'imagenet'$"):
+        workload("imagenet")
+
+
+def test_parameter_file_errors(tmp_path):
+    from hyflexpim.sim.arch import load_params, PARAMS_FILE
+    raw = json.loads(PARAMS_FILE.read_text())
+    raw["energy"]["adc_law"] = {"value": "cubic"}
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match=r"^parameter file: energy.adc_law must be one of 'doubling', 'linear', not 'cubic'$"):
+        load_params(f)
+    raw["energy"]["adc_law"] = {"value": "linear"}
+    raw["timing"]["crossbar_read_s"] = {"value": -1}
+    f.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match=r"^parameter file: timing.crossbar_read_s must be a non-negative number, not -1$"):
+        load_params(f)
+    with pytest.raises(ValueError, match=r"^parameter file .* is a directory, not a file$"):
+        load_params(tmp_path)
 
 
 def test_slc_map_from_redistribute_format(tmp_path):

@@ -1,38 +1,40 @@
-"""Throughput, latency, energy and area of a :class:`~.mapper.Plan` (HyFlexPIM, SLC-only).
+"""Throughput, latency, energy and area of a :class:`~.mapper.Plan` (the PIM designs).
 
-Energy is activity based: every event (ADC comparison, WL pulse, array read, S&A add,
-NOR, SFU input, bus bit) is counted and multiplied by its energy from
-:mod:`.params`. Time uses resource occupancy:
+Energy is activity based: every event (ADC conversion, WL pulse, array read, S&A add,
+NOR product, SFU input, bus bit) is counted and multiplied by its energy from
+:mod:`.params`; copies of a matrix do not change the events per token. Linear-layer
+energy (the static matrices: ADC, WL drivers, arrays, registers, S&A and their inner-bus
+traffic) is reported beside the end-to-end energy.
 
-* an analog matrix processes one vector per ``vector_time`` (800 ns) per replica;
-* the digital PIM of a PU does ``products_per_s_per_pu`` INT8 products per second;
-* the SFUs of a PU take 8 x 256 inputs per cycle; each PU has an inner bus of
-  1000 GB/s, each chip a global bus of 1000 GB/s, chips are linked at 128 GB/s.
-
-Encoder (and decoder prefill): a stream of sequences flows through the layer pipeline;
-throughput = ``pipelines * seq / period``, ``period`` = the busiest resource's time per
-sequence; latency = one sequence through all layers (pipeline fills, attention after
-Q/K/V, the SVD factors A then B in series). Decoder generation: token by token, ``batch``
-sequences interleaved in the pipeline; each step costs ``max(token latency,
-batch * period per token)``.
+Time: see :mod:`.schedule` for one layer and one sequence. The layers form a pipeline
+over the PUs of a chip and the chips of a pipeline; ``period`` = the slowest layer's
+period, or the chip's global bus (hidden-state hand-over, tensor-parallel partial sums),
+or the PCIe link between chips, whichever is longest; ``tokens_per_s = pipelines * tokens
+/ period``. Decoder generation: token by token, ``batch`` sequences interleaved; each
+step costs ``max(token latency, batch x per-token occupancy)``.
 """
 
 import math
 
 import numpy as np
 
-from .mapper import plan as make_plan
-from .timing import vector_time, first_result_time, digital_products_time, sfu_time
+from .baselines import evaluate_baseline
+from .counts import attention_counts, pairs, sfu_inputs_per_token
+from .mapper import plan as make_plan, tp_bytes_per_token, PIM_DESIGNS, DESIGNS
+from .schedule import layer_busy, layer_latency, layer_period, RESOURCES
+from .timing import head_cycles
 
-__all__ = ["ENERGY_KEYS", "linear_energy", "layer_linear_energy", "attention_counts",
-           "evaluate_plan", "evaluate"]
+__all__ = ["ENERGY_KEYS", "LINEAR_KEYS", "linear_energy", "layer_linear_energy", "evaluate_plan",
+           "evaluate", "bottleneck_of"]
 
 ENERGY_KEYS = ("adc", "wl_drivers", "arrays", "registers", "shift_add", "digital_pim", "sfu",
                "bus", "chip_link")
+#: Components of the linear-layer energy (the static matrices and their inner-bus traffic).
+LINEAR_KEYS = ("adc", "wl_drivers", "arrays", "registers", "shift_add", "bus")
 
 
-def _zero():
-    return {k: 0.0 for k in ENERGY_KEYS}
+def _zero(keys=ENERGY_KEYS):
+    return {k: 0.0 for k in keys}
 
 
 def _add(acc, other, scale=1.0):
@@ -41,194 +43,194 @@ def _add(acc, other, scale=1.0):
     return acc
 
 
-def linear_energy(group, p):
+def linear_energy(group, p, input_bits=None):
     """Energy (J) by component of one input vector through one tile group; and its bus bytes."""
-    planes = p.input_bits
+    planes = p.input_bits if input_bits is None else input_bits
     conv = planes * group.conversions_per_plane
-    e = _zero()
+    e = _zero(LINEAR_KEYS)
     e["adc"] = conv * p.e_conversion(group.mode)
     e["wl_drivers"] = planes * group.wl_pulses_per_plane * p.e_wl_pulse * p.wl_activity
     e["arrays"] = planes * group.arrays * p.e_array_read
     e["registers"] = planes * group.arrays * p.e_registers_plane + conv * p.e_sample_hold
     e["shift_add"] = conv * p.e_shift_add + group.partial_adds * p.e_digital_add
-    nbytes = group.rows + 4 * group.neurons      # INT8 inputs in, INT32 results out
+    nbytes = group.bus_bytes
     e["bus"] = nbytes * 8 * p.bus_j_per_bit
     return e, nbytes
 
 
-def layer_linear_energy(layer_map, p):
+def layer_linear_energy(layer_map, p, input_bits=None):
     """Per-token energy by component and bus bytes of all static matrices of a layer."""
-    e, nbytes = _zero(), 0
+    e, nbytes = _zero(LINEAR_KEYS), 0
     for mm in layer_map.matrices.values():
         for g in mm.groups:
-            ge, gb = linear_energy(g, p)
+            ge, gb = linear_energy(g, p, input_bits)
             _add(e, ge)
             nbytes += gb
     return e, nbytes
 
 
-def attention_counts(model, queries, keys_per_query):
-    """Counts for ``queries`` query rows over ``keys_per_query`` keys (summed over rows).
-
-    ``keys_per_query`` is the total number of (query, key) pairs. Returns INT8 products
-    (QK^T and SV), SFU inputs (softmax, two norms, FFN activation) and bus bytes.
-    """
-    pairs = keys_per_query
-    products = 2 * model.heads * pairs * model.head_dim
-    act = (2 if model.ffn_act == "swiglu" else 1) * model.ffn
-    sfu = model.heads * pairs + queries * (2 * model.hidden + act)
-    # Q/K/V into the digital PIM, SV results out (INT32), SFU traffic: INT32 in, INT8 back
-    nbytes = queries * (model.d_q + 2 * model.d_kv) + 4 * queries * model.d_q + 5 * sfu
-    return {"products": products, "sfu_inputs": sfu, "bus_bytes": nbytes}
-
-
-def _pairs_prefill(n, causal):
-    return n * (n + 1) // 2 if causal else n * n
-
-
-def _attention_energy(counts, p):
+def _attention_energy(counts, p, cost=1.0):
     e = _zero()
-    e["digital_pim"] = counts["products"] * (p.e_product + p.e_digital_add)
+    e["digital_pim"] = counts["products"] * cost * (p.e_product + p.e_digital_add)
     e["sfu"] = counts["sfu_inputs"] * p.e_sfu_input
     e["bus"] = counts["bus_bytes"] * 8 * p.bus_j_per_bit
     return e
 
 
-def _step_depths(model, lm):
-    out = []
-    for st in model.steps():
-        if st == "attention":
-            continue
-        out.append(max(lm.matrices[r].depth for r in st))
-    return out
+def bottleneck_of(busy, period):
+    """The resource of the longest busy time (``busy``: resource -> seconds)."""
+    return max(busy, key=lambda k: busy[k]) if period > 0 else "none"
 
 
-def evaluate_plan(pl, gen=None):
+def _generation(pl, n_pre, G, p):
+    """Time and counts of ``G`` generated tokens after ``n_pre`` prompt tokens."""
+    model, L, P, B = pl.model, pl.model.layers, pl.pus_per_layer, pl.batch
+    spec = pl.spec
+    ctx = np.arange(n_pre + 1, n_pre + G + 1)
+    modules = P * p.digital_modules_per_pu
+    per_module = math.ceil(model.heads / modules)
+    split = max(1, modules // model.heads)
+    cyc = np.array([head_cycles(1, int(c), model.head_dim, True, p.digital_arrays_per_module,
+                                p.digital_cols) for c in ctx], dtype=np.float64)
+    dig_tok = per_module * np.ceil(cyc * spec.attention_cost / split) / p.f_clk
+    sfu_in = model.heads * ctx + sfu_inputs_per_token(model)
+    sfu_tok = np.ceil(sfu_in / (p.sfu_inputs_per_cycle * p.digital_modules_per_pu * P)) / p.f_clk
+    st0 = pl.stages[0]
+    lin_bytes = max(lm.bus_bytes("qkv") + lm.bus_bytes("post") for lm in pl.layers)
+    bus_tok = (lin_bytes + (model.d_q + 2 * model.d_kv) + 4 * model.d_q + 5 * sfu_in) / (p.bus_bw * P)
+    depth = max(lm.depth("qkv") + lm.depth("post") for lm in pl.layers)
+    glob_tok = (tp_bytes_per_token(model, P) + model.hidden) / p.bus_bw
+    links = pl.chips_per_pipeline - 1
+    tok_lat = (L * (depth * st0.t_first + dig_tok + sfu_tok + glob_tok)
+               + links * (p.link_latency + model.hidden / p.link_bw))
+    c_min = min(min(c["qkv"], c["post"]) for c in pl.copies)
+    analog_tok = math.ceil(B / c_min) * st0.t_vec
+    occ = np.maximum(np.maximum(analog_tok, B * dig_tok), np.maximum(B * sfu_tok, B * bus_tok))
+    glob_chip = B * min(L, pl.layers_per_chip) * glob_tok
+    link_occ = B * model.hidden / p.link_bw if links else 0.0
+    step = np.maximum(tok_lat, np.maximum(occ, max(glob_chip, link_occ)))
+    busy = {"analog": analog_tok * G, "digital_pim": float((B * dig_tok).sum()),
+            "sfu": float((B * sfu_tok).sum()), "inner_bus": float((B * bus_tok).sum()),
+            "global_bus": glob_chip * G, "chip_link": link_occ * G}
+    return float(step.sum()), busy, ctx
+
+
+def evaluate_plan(pl):
     """Result dict of a plan (see :func:`evaluate` for the keys)."""
-    p, model, S = pl.params, pl.model, pl.seq
-    t_vec = vector_time("mlc", params=p)       # 800 ns in both modes (read-bound planes)
-    t_first = first_result_time("mlc", params=p)
-    g, K, P = pl.g, pl.copies, pl.pus_per_layer
-    ppc = P / K                                    # PUs per copy (digital PIM, SFUs, buses)
-    L = model.layers
-    causal = model.causal
-    if causal:
-        G = S // 2 if gen is None else gen
-    else:
-        G = 0
-    n_pre = S - G                                  # tokens processed in parallel (prefill / encoder)
+    p, model, S, G = pl.params, pl.model, pl.seq, pl.gen
+    spec = pl.spec
+    L, P = model.layers, pl.pus_per_layer
+    n_pre = S - G
+    keep = spec.token_keep
+    n = pl.stages[0].n                              # query rows of the prefill pass (pruned)
+    keys = n if model.causal else max(1, math.ceil(S * keep))
+    tokens_lin = n + (math.ceil(G * keep) if G else 0)   # tokens through the static matrices
+    sched = pl.schedule
 
     # ---- energy ------------------------------------------------------------------
-    e_tot = _zero()
-    lin_bytes = []
+    lin = _zero(LINEAR_KEYS)
     cache = {}
     for lm in pl.layers:
         if id(lm) not in cache:
-            cache[id(lm)] = layer_linear_energy(lm, p)
-        le, lb = cache[id(lm)]
-        _add(e_tot, le, S)                         # every token passes every static matrix once
-        lin_bytes.append(lb)
-    pre = attention_counts(model, n_pre, _pairs_prefill(n_pre, causal))
-    _add(e_tot, _attention_energy(pre, p), L)
-    ctx = np.arange(n_pre + 1, S + 1, dtype=np.float64)     # contexts of the generated tokens
+            cache[id(lm)] = layer_linear_energy(lm, p, spec.input_bits)
+        _add(lin, cache[id(lm)][0], tokens_lin)
+    e_tot = _zero()
+    _add(e_tot, lin)
+    pre = attention_counts(model, n, pairs(n, keys, model.causal))
+    _add(e_tot, _attention_energy(pre, p, spec.attention_cost), L)
     if G:
-        dec = attention_counts(model, G, int(ctx.sum()))
-        _add(e_tot, _attention_energy(dec, p), L)
-    # global bus: hidden state handed from layer to layer; copies exchange K/V; TP all-reduces
-    glob_per_layer = S * model.hidden + (K - 1) * S * 2 * model.d_kv + S * 2 * (ppc - 1) * model.hidden * 4
-    e_tot["bus"] += L * glob_per_layer * 8 * p.bus_j_per_bit
+        ctx_sum = G * n_pre + G * (G + 1) // 2
+        dec = attention_counts(model, G, ctx_sum)
+        _add(e_tot, _attention_energy(dec, p, spec.attention_cost), L * keep)
+    glob_tok = tp_bytes_per_token(model, P) + model.hidden      # per token and layer
+    e_tot["bus"] += L * tokens_lin * glob_tok * 8 * p.bus_j_per_bit
     links = pl.chips_per_pipeline - 1
-    e_tot["chip_link"] += links * S * model.hidden * 8 * p.link_j_per_bit
+    e_tot["chip_link"] += links * tokens_lin * model.hidden * 8 * p.link_j_per_bit
 
     # ---- encoder / prefill timing ------------------------------------------------
-    rows = math.ceil(n_pre / K)                    # query rows per copy
-    period_layers, lat_pre = [], 0.0
-    for lm, rep, lb in zip(pl.layers, pl.replicas, lin_bytes):
-        per_rep = math.ceil(rows / rep)
-        analog = per_rep * t_vec
-        att = attention_counts(model, rows, _pairs_prefill(n_pre, causal) * rows // max(1, n_pre))
-        dig = digital_products_time(att["products"], pus=ppc, params=p)
-        sfu = sfu_time(att["sfu_inputs"], pus=ppc, params=p)
-        inner = (rows * lb + att["bus_bytes"]) / (p.bus_bw * ppc)
-        period_layers.append(max(analog, dig, sfu, inner))
-        depths = _step_depths(model, lm)
-        softmax = sfu_time(model.heads * _pairs_prefill(n_pre, causal) * rows // max(1, n_pre), pus=ppc, params=p)
-        lat_pre += (sum(depths) * t_first + 2 * (per_rep - 1) * t_vec + dig + softmax
-                    + glob_per_layer * n_pre / S / p.bus_bw)
-    lat_pre += links * n_pre * model.hidden / p.link_bw
+    per = [layer_period(st, c["qkv"], c["post"], sched) for st, c in zip(pl.stages, pl.copies)]
+    worst = int(np.argmax(per))
+    lat_pre = sum(layer_latency(st, c["qkv"], c["post"]) for st, c in zip(pl.stages, pl.copies))
+    lat_pre += L * model.hidden / p.bus_bw                                 # hand-over of a token
+    lat_pre += links * (p.link_latency + n * model.hidden / p.link_bw)
     lpc = pl.layers_per_chip
-    glob_chip = min(L, lpc) * glob_per_layer * (n_pre / S) / p.bus_bw
-    link_occ = n_pre * model.hidden / p.link_bw if links else 0.0
-    period = max(max(period_layers), glob_chip, link_occ)
+    glob_chip = min(L, lpc) * n * glob_tok / p.bus_bw
+    link_occ = n * model.hidden / p.link_bw if links else 0.0
+    period = max(max(per), glob_chip, link_occ)
     pre_tps = pl.pipelines * n_pre / period if n_pre else 0.0
-    bottleneck = ("analog" if max(period_layers) == period and period_layers else "global_bus")
-    if period == link_occ and links:
-        bottleneck = "chip_link"
+    busy = layer_busy(pl.stages[worst], pl.copies[worst]["qkv"], pl.copies[worst]["post"], sched)
+    busy.update(global_bus=glob_chip, chip_link=link_occ)
+    pre_busy = dict(busy)
 
     # ---- decoder generation ------------------------------------------------------
     if G:
-        t_lin_tok = sum(sum(_step_depths(model, lm)) * t_first for lm in pl.layers)
-        heads_split = P                            # decode: heads over all PUs of the layer
-        prods = 2 * model.heads * ctx * model.head_dim
-        nors_step = p.digital_arrays_per_pu * heads_split * p.rows_per_step * p.nors_per_row_step
-        dig_tok = np.ceil(prods * p.nors_per_product / nors_step) * p.t_row_step
-        act = (2 if model.ffn_act == "swiglu" else 1) * model.ffn
-        sfu_in = model.heads * ctx + 2 * model.hidden + act
-        sfu_tok = np.ceil(sfu_in / (p.sfu_inputs_per_cycle * p.digital_modules_per_pu * heads_split)) / p.f_clk
-        bus_tok = (max(lin_bytes) + (model.d_q + 2 * model.d_kv) + 4 * model.d_q + 5 * sfu_in) / (p.bus_bw * P)
-        tok_lat = (t_lin_tok + L * (dig_tok + sfu_tok + model.hidden / p.bus_bw)
-                   + links * model.hidden / p.link_bw)
-        tok_period = np.maximum(np.maximum(t_vec, dig_tok), np.maximum(sfu_tok, bus_tok))
-        step = np.maximum(tok_lat, pl.batch * tok_period)
-        gen_time = float(step.sum())
+        gen_time, busy, _ = _generation(pl, n_pre, G, p)
         gen_tps = pl.pipelines * pl.batch * G / gen_time
         tokens_per_s = gen_tps
         latency = lat_pre + gen_time
+        span = gen_time
     else:
         gen_time, gen_tps = 0.0, 0.0
         tokens_per_s = pre_tps
         latency = lat_pre
+        span = period
+    bottleneck = bottleneck_of(busy, span)
 
     tokens = S
     breakdown = {k: v / tokens for k, v in e_tot.items()}
+    lin_breakdown = {k: v / tokens for k, v in lin.items()}
     area = pl.chips * p.chip_area
-    res = {
+    summ = pl.summary()
+    return {
         "design": pl.design, "model": model.name, "kind": model.kind, "seq": S,
         "slc": None, "batch": pl.batch,
         "tokens_per_s": tokens_per_s, "latency_s": latency,
         "energy_per_token_j": sum(breakdown.values()), "energy_breakdown_j": breakdown,
-        "area_mm2": area, "chips": pl.chips, "pus_per_layer": P, "pipelines": pl.pipelines,
+        "linear_energy_per_token_j": sum(lin_breakdown.values()),
+        "linear_energy_breakdown_j": lin_breakdown,
+        "area_mm2": area, "area_efficiency": tokens_per_s / area,
+        "chips": pl.chips, "pus_per_layer": P, "pipelines": pl.pipelines,
         "prefill_tokens": n_pre, "generated_tokens": G,
         "prefill_tokens_per_s": pre_tps, "prefill_latency_s": lat_pre,
         "generation_time_s": gen_time,
-        "period_s": period, "bottleneck": bottleneck,
-        "utilisation": {
-            "arrays": pl.summary()["array_utilisation"],
-            "analog_busy": (max(math.ceil(rows / r) for r in pl.replicas) * t_vec) / period if n_pre else 0.0,
-            "digital_pim_capacity": pl.digital["used_fraction"],
-        },
-        "mapping": pl.summary(),
+        "period_s": period, "bottleneck": bottleneck, "schedule": sched,
+        "utilisation": _utilisation(summ, busy, span, pl),
+        "prefill_busy_s": pre_busy,
+        "mapping": summ,
     }
-    return res
+
+
+def _utilisation(summ, busy, span, pl):
+    """Per module kind: arrays holding weights, and the busy share of each resource."""
+    u = {"analog_arrays_placed": summ["array_utilisation"],
+         "digital_pim_capacity": pl.digital["used_fraction"]}
+    for k in RESOURCES:
+        u[f"{k}_busy"] = min(1.0, busy.get(k, 0.0) / span) if span > 0 else 0.0
+    return u
 
 
 def evaluate(model, seq, slc=0.1, design="hyflexpim", *, slc_map=None, svd=True, chips=None,
-             pus_per_layer=None, batch=1, gen=None, params=None):
+             pus_per_layer=None, batch=1, gen=None, params=None, schedule=None):
     """Evaluate one design point; returns a dict with at least ``tokens_per_s``,
-    ``latency_s``, ``energy_per_token_j``, ``area_mm2`` and ``energy_breakdown_j``.
+    ``latency_s``, ``energy_per_token_j``, ``linear_energy_per_token_j``, ``area_mm2``,
+    ``area_efficiency`` (tokens/s/mm^2), ``energy_breakdown_j`` and ``bottleneck``.
 
-    ``design``: "hyflexpim", "slc-only", "non-pim" or "nmp". For the baselines the
-    hardware budget is the chips HyFlexPIM needs for the same model and SLC rate (or
-    ``chips``).
+    ``design``: one of :data:`~.mapper.DESIGNS`. The PIM designs (hyflexpim, slc-only,
+    asadi, asadi-dagger) are placed by the mapper; the digital ones (sprint, non-pim,
+    nmp) get the chip count HyFlexPIM needs for the same model and SLC rate (or
+    ``chips``) as their hardware budget (:mod:`.baselines`).
     """
-    if design in ("non-pim", "nmp"):
-        from .baselines import evaluate_baseline
+    if design in PIM_DESIGNS:
+        pl = make_plan(model, seq, slc, design, slc_map=slc_map, svd=svd, chips=chips,
+                       pus_per_layer=pus_per_layer, batch=batch, gen=gen, params=params,
+                       schedule=schedule)
+        res = evaluate_plan(pl)
+        res["slc"] = slc if design == "hyflexpim" else 1.0
+        return res
+    if design in DESIGNS:
+        if pus_per_layer is not None:
+            raise ValueError(f"pus_per_layer applies to the PIM designs ({', '.join(PIM_DESIGNS)}), "
+                             f"not {design}")
         return evaluate_baseline(model, seq, slc=slc, design=design, slc_map=slc_map, svd=svd,
-                                 chips=chips, batch=batch, gen=gen, params=params)
-    if design not in ("hyflexpim", "slc-only"):
-        raise ValueError(f"design must be one of hyflexpim, slc-only, non-pim, nmp, not {design!r}")
-    pl = make_plan(model, seq, slc, design, slc_map=slc_map, svd=svd, chips=chips,
-                   pus_per_layer=pus_per_layer, batch=batch, gen=gen, params=params)
-    res = evaluate_plan(pl, gen=gen)
-    res["slc"] = slc if design == "hyflexpim" else 1.0
-    return res
+                                 chips=chips, batch=batch, gen=gen, params=params, schedule=schedule)
+    raise ValueError(f"design must be one of {', '.join(DESIGNS)}, not {design!r}")

@@ -15,13 +15,13 @@ Embeddings, the classifier and the LM head are outside the model (see docs).
 Config file keys (JSON object or TOML table at top level)::
 
     name      string (default: the file stem)
-    layers    positive integer
-    hidden    positive integer
-    heads     positive integer dividing hidden (unless head_dim is given)
-    ffn       positive integer
+    layers    integer in 1..1024 (MAX_LAYERS)
+    hidden    integer in 1..65536 (MAX_WIDTH)
+    heads     integer in 1..1024 dividing hidden (unless head_dim is given)
+    ffn       integer in 1..262144 (MAX_FFN)
     kind      "encoder" or "decoder"
     kv_heads  optional, divides heads (grouped-query attention), default heads
-    head_dim  optional, default hidden // heads
+    head_dim  optional, 1..1024, default hidden // heads
     ffn_act   optional, "gelu" (default) or "swiglu"
     norm      optional, "layernorm" (default) or "rmsnorm"
 """
@@ -30,18 +30,24 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Transformer", "PRESETS", "preset_names", "get_model", "load_model_file"]
+from ...base import check_choice, check_int
+from .params import read_text
+
+__all__ = ["Transformer", "PRESETS", "preset_names", "get_model", "load_model_file",
+           "MAX_LAYERS", "MAX_WIDTH", "MAX_FFN", "MAX_HEADS"]
 
 KINDS = ("encoder", "decoder")
 ACTS = ("gelu", "swiglu")
 NORMS = ("layernorm", "rmsnorm")
 ROLES = ("q", "k", "v", "o", "ffn1", "gate", "ffn2")
 
-
-def _pos_int(name, v):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, not {v!r}")
-    return v
+#: Upper bounds of a model's sizes: a few times the largest published transformers
+#: (126 layers, hidden 16384, FFN 53248, 128 heads), so that every count the model makes
+#: stays small and exact (the per-layer tables hold at most MAX_LAYERS entries).
+MAX_LAYERS = 1024
+MAX_WIDTH = 65536
+MAX_FFN = 262144
+MAX_HEADS = 1024
 
 
 @dataclass(frozen=True)
@@ -58,23 +64,27 @@ class Transformer:
     norm: str = "layernorm"
 
     def __post_init__(self):
-        for k in ("layers", "hidden", "heads", "ffn"):
-            _pos_int(k, getattr(self, k))
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be 'encoder' or 'decoder', not {self.kind!r}")
-        if self.ffn_act not in ACTS:
-            raise ValueError(f"ffn_act must be 'gelu' or 'swiglu', not {self.ffn_act!r}")
-        if self.norm not in NORMS:
-            raise ValueError(f"norm must be 'layernorm' or 'rmsnorm', not {self.norm!r}")
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"name must be a non-empty string, not {self.name!r}")
+        check_int("layers", self.layers, 1, MAX_LAYERS)
+        check_int("hidden", self.hidden, 1, MAX_WIDTH)
+        check_int("heads", self.heads, 1, MAX_HEADS)
+        check_int("ffn", self.ffn, 1, MAX_FFN)
+        check_choice("kind", self.kind, KINDS)
+        check_choice("ffn_act", self.ffn_act, ACTS)
+        check_choice("norm", self.norm, NORMS)
         if self.head_dim is None:
             if self.hidden % self.heads:
                 raise ValueError(f"heads must divide hidden ({self.hidden}) when head_dim is not given, "
                                  f"not {self.heads!r}")
             object.__setattr__(self, "head_dim", self.hidden // self.heads)
-        _pos_int("head_dim", self.head_dim)
+        check_int("head_dim", self.head_dim, 1, 1024)
+        if self.heads * self.head_dim > MAX_WIDTH:
+            raise ValueError(f"heads x head_dim must be at most {MAX_WIDTH}, not "
+                             f"{self.heads} x {self.head_dim}")
         if self.kv_heads is None:
             object.__setattr__(self, "kv_heads", self.heads)
-        _pos_int("kv_heads", self.kv_heads)
+        check_int("kv_heads", self.kv_heads, 1, self.heads)
         if self.heads % self.kv_heads:
             raise ValueError(f"kv_heads must divide heads ({self.heads}), not {self.kv_heads!r}")
 
@@ -133,9 +143,7 @@ def preset_names():
 def load_model_file(path):
     """A :class:`Transformer` from a JSON (``.json``) or TOML (``.toml``) config file."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model config file not found: {path}")
-    text = path.read_text()
+    text = read_text(path, "model config", missing=f"model config file not found: {path}")
     try:
         if path.suffix.lower() == ".toml":
             import tomllib
@@ -159,7 +167,7 @@ def load_model_file(path):
     data.setdefault("name", path.stem)
     try:
         return Transformer(**data)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"model config {path}: {exc}") from None
 
 
@@ -172,7 +180,7 @@ def get_model(name_or_path):
     if key in PRESETS:
         return PRESETS[key]
     p = Path(str(name_or_path))
-    if p.suffix.lower() in (".json", ".toml"):
+    if p.suffix.lower() in (".json", ".toml") or p.is_dir():
         return load_model_file(p)
     raise ValueError(f"unknown model {name_or_path!r}; presets: {', '.join(PRESETS)} "
                      f"(or a .json / .toml config file)")

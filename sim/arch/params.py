@@ -1,12 +1,15 @@
 """Parameters of the architecture model and the per-event energies derived from them.
 
-The numbers live in ``constraints/hyflexpim_params.json`` (each with its source). This
-module reads them and turns published *powers* into *energies per event* with the
-published timing (the formulas are repeated in the JSON under ``_derivations`` and in
+The numbers live in ``constraints/hyflexpim_params.json`` (HyFlexPIM, each with its
+source) and ``constraints/baselines.json`` (the comparison designs). This module reads
+them and turns published *powers* into *energies per event* with the published timing
+(the formulas are repeated in the JSON under ``_derivations`` and in
 docs/architecture.md):
 
-* ADC: ``P_adc / n_adc / f_sample`` is the energy of one 7-step (MLC) conversion;
-  divided by 7 it is one SAR comparison; an SLC conversion is 6 comparisons.
+* ADC: ``P_adc / n_adc / f_sample`` is the energy of one conversion at the reference
+  resolution (``adc_reference_bits``, the 7-bit MLC mode). The law ``adc_law`` gives the
+  other resolutions: ``"doubling"`` (default; one more bit doubles the energy, Kull et al.
+  JSSC 2013, Murmann's ADC survey) or ``"linear"`` (energy proportional to the SAR steps).
 * WL driver: ``P_wl / n_wl * t_read`` per driver pulse (one driver, one read).
 * Array: ``P_arrays / n_arrays * t_read`` per array per bit-plane read.
 * Registers (IR, OR): ``(P_ir + P_or) / n_arrays * t_read`` per array per plane.
@@ -23,23 +26,82 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["PARAMS_FILE", "Params", "load_params", "default_params"]
+from ...base import check_choice, check_float, check_int
 
-PARAMS_FILE = Path(__file__).resolve().parents[2] / "constraints" / "hyflexpim_params.json"
+__all__ = ["PARAMS_FILE", "BASELINES_FILE", "ADC_LAWS", "SCHEDULES", "Params", "load_params",
+           "default_params", "read_json", "read_text"]
+
+_CONSTRAINTS = Path(__file__).resolve().parents[2] / "constraints"
+PARAMS_FILE = _CONSTRAINTS / "hyflexpim_params.json"
+BASELINES_FILE = _CONSTRAINTS / "baselines.json"
+
+ADC_LAWS = ("doubling", "linear")
+SCHEDULES = ("sequence", "overlap")
 
 _ANALOG_PARTS = ("rram_arrays", "ir", "or", "wl_drivers", "adc", "shift_add", "sample_hold")
 _DIGITAL_PARTS = ("rram_arrays", "ir", "or", "wl_drivers", "shift_add", "sample_hold", "sfu")
 
 
+def read_text(path, what, missing=None):
+    """The UTF-8 text of ``path``; one-line errors naming ``what`` and the file.
+
+    Raises:
+        FileNotFoundError: no such file (``missing``: its message, default
+            "<what> not found: <path>").
+        ValueError: a directory, unreadable, or not UTF-8.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a directory, not a file")
+    if not path.exists():
+        raise FileNotFoundError(missing or f"{what} not found: {path}")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{what} {path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ValueError(f"{what} {path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def read_json(path, what):
+    """The JSON object in ``path``; one-line errors naming ``what`` and the file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a directory, unreadable, not UTF-8, not valid JSON, or not an object.
+    """
+    text = read_text(path, what)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} {path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} {path}: top level must be a JSON object")
+    return data
+
+
 def _value(group, key, where):
     try:
         entry = group[key]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(f"parameter file: missing {where}.{key}") from None
-    v = entry["value"] if isinstance(entry, dict) else entry
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-        raise ValueError(f"parameter file: {where}.{key} must be a non-negative number, not {v!r}")
-    return v
+    v = entry["value"] if isinstance(entry, dict) and "value" in entry else entry
+    try:
+        return check_float(f"parameter file: {where}.{key}", v, 0.0)
+    except ValueError:
+        raise ValueError(f"parameter file: {where}.{key} must be a non-negative number, not {v!r}") from None
+
+
+def _text(group, key, where, choices, default):
+    entry = group.get(key, default) if isinstance(group, dict) else default
+    v = entry["value"] if isinstance(entry, dict) and "value" in entry else entry
+    return check_choice(f"parameter file: {where}.{key}", v, choices)
+
+
+def _int(v, where, hi=1 << 30):
+    if float(v) != int(v):
+        raise ValueError(f"parameter file: {where} must be an integer, not {v!r}")
+    return check_int(f"parameter file: {where}", int(v), 1, hi)
 
 
 def _part(group, key, where):
@@ -49,7 +111,7 @@ def _part(group, key, where):
     except (KeyError, TypeError):
         raise ValueError(f"parameter file: {where}.{key} needs area_mm2, power_mw and count") from None
     for name, v in (("area_mm2", a), ("power_mw", p), ("count", c)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise ValueError(f"parameter file: {where}.{key}.{name} must be a non-negative number, not {v!r}")
     if c < 1:
         raise ValueError(f"parameter file: {where}.{key}.count must be at least 1, not {c!r}")
@@ -85,13 +147,17 @@ class Params:
     sfu_inputs_per_cycle: int
     bus_bw: float
     link_bw: float
+    link_latency: float
     # parts
     analog: dict
     digital: dict
-    # activity
+    # activity and laws
     wl_activity: float
     bus_j_per_bit: float
     link_j_per_bit: float
+    adc_law: str
+    adc_reference_bits: int
+    schedule: str
     baselines: dict
 
     # ---- derived timing -------------------------------------------------------------
@@ -130,7 +196,7 @@ class Params:
 
     @property
     def products_per_s_per_pu(self):
-        """INT8 products per second of one PU's digital PIM (fractional, averaged)."""
+        """INT8 products per second of one PU's digital PIM (published accounting)."""
         return (self.digital_arrays_per_pu * self.rows_per_step * self.nors_per_row_step
                 / self.nors_per_product / self.t_row_step)
 
@@ -144,15 +210,19 @@ class Params:
         return p["power_w"] / p["count"] / per_s
 
     @property
-    def e_conversion_mlc(self):
+    def e_conversion_reference(self):
+        """One conversion at ``adc_reference_bits`` (the published ADC power at full rate)."""
         return self._per(self.analog, "adc", self.f_sample)
 
-    @property
-    def e_comparison(self):
-        return self.e_conversion_mlc / self.mlc_steps
+    def e_conversion_bits(self, bits):
+        """One conversion of ``bits`` resolution under :attr:`adc_law`."""
+        ref = self.e_conversion_reference
+        if self.adc_law == "doubling":
+            return ref * 2.0 ** (bits - self.adc_reference_bits)
+        return ref * bits / self.adc_reference_bits
 
     def e_conversion(self, mode):
-        return self.steps(mode) * self.e_comparison
+        return self.e_conversion_bits(self.steps(mode))
 
     @property
     def e_wl_pulse(self):
@@ -217,71 +287,95 @@ class Params:
     def chip_area(self):
         return self.pus_per_chip * self.pu_area
 
+    # ---- baselines ------------------------------------------------------------------
     def baseline(self, key):
+        """A number of constraints/baselines.json by ``group.key`` (or a top-level key)."""
         try:
             return self.baselines[key]
         except KeyError:
-            raise ValueError(f"parameter file: missing baselines.{key}") from None
+            raise ValueError(f"baseline parameter file: missing {key}") from None
 
     @property
     def e_int8_mac_baseline(self):
         b = self.baseline
-        return (b("int8_mult_pj_45nm") + b("int32_add_pj_45nm")) * b("tech_energy_scale") * 1e-12
+        return (b("digital.int8_mult_pj_45nm") + b("digital.int32_add_pj_45nm")) \
+            * b("technology.energy_scale_45_to_65") * 1e-12
 
     @property
     def int8_mac_area_mm2(self):
         b = self.baseline
-        return (b("int8_mult_area_um2_45nm") + b("int32_add_area_um2_45nm")) * b("tech_area_scale") * 1e-6
+        return (b("digital.int8_mult_area_um2_45nm") + b("digital.int32_add_area_um2_45nm")) \
+            * b("technology.area_scale_45_to_65") * 1e-6
 
 
-def _int(v, where):
-    if float(v) != int(v) or v < 1:
-        raise ValueError(f"parameter file: {where} must be a positive integer, not {v!r}")
-    return int(v)
+def _flatten_baselines(raw):
+    out = {}
+    for group, entries in raw.items():
+        if group.startswith("_") or not isinstance(entries, dict):
+            continue
+        for key, entry in entries.items():
+            if key.startswith("_"):
+                continue
+            out[f"{group}.{key}"] = _value(entries, key, f"{group}")
+    return out
 
 
-def load_params(path=None):
-    """Read a parameter file (default: constraints/hyflexpim_params.json) into :class:`Params`."""
+def load_params(path=None, baselines_path=None):
+    """Read a parameter file (default constraints/hyflexpim_params.json) and the baseline
+    file (default constraints/baselines.json) into :class:`Params`.
+
+    Raises:
+        FileNotFoundError: a file does not exist.
+        ValueError: a file is a directory, not UTF-8 or not JSON, or a value is missing
+            or out of range (the message names it).
+    """
     path = Path(path) if path is not None else PARAMS_FILE
-    try:
-        raw = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"parameter file {path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"parameter file {path}: top level must be a JSON object")
+    raw = read_json(path, "parameter file")
+    braw = read_json(Path(baselines_path) if baselines_path is not None else BASELINES_FILE,
+                     "baseline parameter file")
     t = raw.get("timing", {})
     o = raw.get("organisation", {})
     act = raw.get("activity", {})
-    base = raw.get("baselines", {})
+    en = raw.get("energy", {})
+    sch = raw.get("schedule", {})
     gt = lambda k: _value(t, k, "timing")
     go = lambda k: _value(o, k, "organisation")
+    steps_hi = 16
     return Params(
         raw=raw,
-        t_read=gt("crossbar_read_s"), f_sample=gt("adc_sample_rate_hz"), f_clk=gt("digital_clock_hz"),
-        input_bits=_int(gt("input_bits"), "timing.input_bits"),
-        slc_steps=_int(gt("slc_sar_steps"), "timing.slc_sar_steps"),
-        mlc_steps=_int(gt("mlc_sar_steps"), "timing.mlc_sar_steps"),
+        t_read=check_float("parameter file: timing.crossbar_read_s", gt("crossbar_read_s"), 0.0, lo_open=True),
+        f_sample=check_float("parameter file: timing.adc_sample_rate_hz", gt("adc_sample_rate_hz"), 0.0, lo_open=True),
+        f_clk=check_float("parameter file: timing.digital_clock_hz", gt("digital_clock_hz"), 0.0, lo_open=True),
+        input_bits=_int(gt("input_bits"), "timing.input_bits", 64),
+        slc_steps=_int(gt("slc_sar_steps"), "timing.slc_sar_steps", steps_hi),
+        mlc_steps=_int(gt("mlc_sar_steps"), "timing.mlc_sar_steps", steps_hi),
         rtl_read_cycles=_int(gt("rtl_read_cycles"), "timing.rtl_read_cycles"),
-        pus_per_chip=_int(go("pus_per_chip"), "pus_per_chip"),
-        analog_modules_per_pu=_int(go("analog_modules_per_pu"), "analog_modules_per_pu"),
-        digital_modules_per_pu=_int(go("digital_modules_per_pu"), "digital_modules_per_pu"),
-        arrays_per_module=_int(go("arrays_per_analog_module"), "arrays_per_analog_module"),
-        rows=_int(go("analog_rows"), "analog_rows"), cols=_int(go("analog_cols"), "analog_cols"),
-        digital_arrays_per_module=_int(go("arrays_per_digital_module"), "arrays_per_digital_module"),
-        digital_rows=_int(go("digital_rows"), "digital_rows"),
-        digital_cols=_int(go("digital_cols"), "digital_cols"),
-        nors_per_product=_int(go("nors_per_int8_product"), "nors_per_int8_product"),
-        cols_per_nor=_int(go("columns_per_nor"), "columns_per_nor"),
-        cycles_per_row_step=_int(go("cycles_per_row_step"), "cycles_per_row_step"),
-        rows_per_step=_int(go("rows_per_step"), "rows_per_step"),
-        sfu_inputs_per_cycle=_int(go("sfu_inputs_per_cycle"), "sfu_inputs_per_cycle"),
-        bus_bw=go("onchip_bus_bytes_per_s"), link_bw=go("chip_link_bytes_per_s"),
+        pus_per_chip=_int(go("pus_per_chip"), "organisation.pus_per_chip", 4096),
+        analog_modules_per_pu=_int(go("analog_modules_per_pu"), "organisation.analog_modules_per_pu", 4096),
+        digital_modules_per_pu=_int(go("digital_modules_per_pu"), "organisation.digital_modules_per_pu", 4096),
+        arrays_per_module=_int(go("arrays_per_analog_module"), "organisation.arrays_per_analog_module", 1 << 16),
+        rows=_int(go("analog_rows"), "organisation.analog_rows", 1 << 16),
+        cols=_int(go("analog_cols"), "organisation.analog_cols", 1 << 16),
+        digital_arrays_per_module=_int(go("arrays_per_digital_module"), "organisation.arrays_per_digital_module", 1024),
+        digital_rows=_int(go("digital_rows"), "organisation.digital_rows", 1 << 16),
+        digital_cols=_int(go("digital_cols"), "organisation.digital_cols", 4096),
+        nors_per_product=_int(go("nors_per_int8_product"), "organisation.nors_per_int8_product"),
+        cols_per_nor=_int(go("columns_per_nor"), "organisation.columns_per_nor"),
+        cycles_per_row_step=_int(go("cycles_per_row_step"), "organisation.cycles_per_row_step"),
+        rows_per_step=_int(go("rows_per_step"), "organisation.rows_per_step"),
+        sfu_inputs_per_cycle=_int(go("sfu_inputs_per_cycle"), "organisation.sfu_inputs_per_cycle"),
+        bus_bw=check_float("parameter file: organisation.onchip_bus_bytes_per_s", go("onchip_bus_bytes_per_s"), 0.0, lo_open=True),
+        link_bw=check_float("parameter file: organisation.chip_link_bytes_per_s", go("chip_link_bytes_per_s"), 0.0, lo_open=True),
+        link_latency=go("chip_link_latency_s"),
         analog={k: _part(raw.get("analog_module", {}), k, "analog_module") for k in _ANALOG_PARTS},
         digital={k: _part(raw.get("digital_module", {}), k, "digital_module") for k in _DIGITAL_PARTS},
-        wl_activity=_value(act, "wl_activity", "activity"),
+        wl_activity=check_float("parameter file: activity.wl_activity", _value(act, "wl_activity", "activity"), 0.0, 1.0),
         bus_j_per_bit=_value(act, "bus_energy_pj_per_bit", "activity") * 1e-12,
         link_j_per_bit=_value(act, "chip_link_energy_pj_per_bit", "activity") * 1e-12,
-        baselines={k: _value(base, k, "baselines") for k in base if not k.startswith("_")},
+        adc_law=_text(en, "adc_law", "energy", ADC_LAWS, "doubling"),
+        adc_reference_bits=_int(_value(en, "adc_reference_bits", "energy"), "energy.adc_reference_bits", steps_hi),
+        schedule=_text(sch, "pu_schedule", "schedule", SCHEDULES, "sequence"),
+        baselines=_flatten_baselines(braw),
     )
 
 
@@ -289,7 +383,7 @@ _DEFAULT = None
 
 
 def default_params():
-    """The parameters of constraints/hyflexpim_params.json (read once)."""
+    """The parameters of the constraints/ files (read once)."""
     global _DEFAULT
     if _DEFAULT is None:
         _DEFAULT = load_params()

@@ -2,32 +2,36 @@
 
 Every design point of one (model, seq, slc) row runs on the same hardware budget: the
 larger of the chip counts that HyFlexPIM (at that SLC rate) and the SLC-only design
-need. Points that do not fit are kept in the CSV with ``status`` = the error.
+need (ASADI with FP32 weights, which needs about four times the arrays, on the chips it
+needs). Decoders generate half of the sequence token by token (``gen = seq / 2``).
+Points that do not fit are kept in the CSV with ``status`` = the error.
 """
 
 import csv
 import time
 from pathlib import Path
 
-from .evaluate import evaluate, ENERGY_KEYS
-from .mapper import plan, FitError
+from .evaluate import evaluate
+from .mapper import plan, FitError, DESIGNS
 
 __all__ = ["SWEEP_MODELS", "SWEEP_SEQS", "SWEEP_SLC", "SWEEP_DESIGNS", "sweep_rows",
-           "scaling_rows", "run_sweep"]
+           "scaling_rows", "run_sweep", "write_csv"]
 
 SWEEP_MODELS = ("bert-base", "bert-large", "gpt2", "llama-3.2-1b", "vit-base")
 SWEEP_SEQS = (128, 256, 512, 1024, 2048, 4096, 8192)
 SWEEP_SLC = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
-SWEEP_DESIGNS = ("hyflexpim", "slc-only", "non-pim", "nmp")
+SWEEP_DESIGNS = DESIGNS
 BASE_KEYS = ("model", "seq", "slc", "design", "chips", "pus_per_layer", "status", "tokens_per_s",
-             "latency_s", "energy_per_token_j", "area_mm2")
+             "latency_s", "energy_per_token_j", "linear_energy_per_token_j", "area_mm2",
+             "area_efficiency", "bottleneck")
 
 
 def _row(model, seq, slc, design, res=None, status="ok", chips=None):
     row = {"model": model, "seq": seq, "slc": slc, "design": design, "status": status,
            "chips": chips, "pus_per_layer": None}
     if res is not None:
-        for k in ("chips", "pus_per_layer", "tokens_per_s", "latency_s", "energy_per_token_j", "area_mm2"):
+        for k in ("chips", "pus_per_layer", "tokens_per_s", "latency_s", "energy_per_token_j",
+                  "linear_energy_per_token_j", "area_mm2", "area_efficiency", "bottleneck"):
             row[k] = res.get(k)
         for k, v in res["energy_breakdown_j"].items():
             row[f"e_{k}"] = v
@@ -59,7 +63,8 @@ def sweep_rows(models=SWEEP_MODELS, seqs=SWEEP_SEQS, slcs=SWEEP_SLC, designs=SWE
                         rows.append(_row(m, s, f, d, status="does not fit"))
                         continue
                     try:
-                        rows.append(_row(m, s, f, d, evaluate(m, s, f, d, chips=chips), chips=chips))
+                        c = None if d == "asadi" else chips
+                        rows.append(_row(m, s, f, d, evaluate(m, s, f, d, chips=c), chips=c))
                     except FitError as exc:
                         rows.append(_row(m, s, f, d, status=str(exc), chips=chips))
     return rows
@@ -82,8 +87,9 @@ def scaling_rows(models=SWEEP_MODELS, seq=512, slc=0.1, chips_list=(1, 2, 4, 8),
     return rows
 
 
-def _write_csv(path, rows):
-    keys = list(BASE_KEYS)
+def write_csv(path, rows, first=BASE_KEYS):
+    """Write ``rows`` (dicts) as CSV: the ``first`` columns, then every other key in order."""
+    keys = list(first)
     for r in rows:
         for k in r:
             if k not in keys:
@@ -200,8 +206,8 @@ def run_sweep(outdir, models=SWEEP_MODELS, seqs=SWEEP_SEQS, slcs=SWEEP_SLC, plot
     rows = sweep_rows(models, seqs, slcs)
     scal = scaling_rows(models)
     t_model = time.perf_counter() - t0
-    _write_csv(outdir / "sweep.csv", rows)
-    _write_csv(outdir / "scaling.csv", scal)
+    write_csv(outdir / "sweep.csv", rows)
+    write_csv(outdir / "scaling.csv", scal)
     files = ["sweep.csv", "scaling.csv"]
     if plots:
         files += _plots(outdir, rows, scal)

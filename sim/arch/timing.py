@@ -18,35 +18,40 @@ With the RTL's parameters (read_cycles = 4) this is ``n * 8 * cols * steps + 4 +
 (6144 / 7168 per 64 x 128 vector). With the published ones the comparison clock is
 ``1.28 GS/s * 7 = 8.96 GHz`` and a 100 ns read is 896 cycles >= 128 * 7, so every plane
 takes 100 ns in both modes: :func:`vector_time` is 800 ns.
+
+Digital PIM (attention): :func:`head_cycles` counts the module cycles of one head's
+``Q K^T`` and ``P V`` with :mod:`hyflexpim.models.digital_pim` (the golden model the RTL
+controller is checked against) when that module is present, else with the published
+accounting (:func:`published_head_cycles`); :func:`attention_time` spreads the heads
+round robin over the modules.
 """
 
+import functools
 import math
 
+from ...base import check_choice, check_float, check_int
+from .counts import pairs
 from .params import default_params
 
 __all__ = ["array_cycles", "plane_cycles", "vector_time", "first_result_time",
-           "digital_products_time", "sfu_time", "transfer_time"]
+           "digital_products_time", "sfu_time", "transfer_time", "head_cycles",
+           "published_head_cycles", "attention_time", "DIGITAL_PIM_MODEL"]
 
+try:  # the digital PIM golden model (models/digital_pim.py), when it is present
+    from ...models import digital_pim as _dp
+except ImportError:  # pragma: no cover - depends on the checkout
+    _dp = None
 
-def _nonneg_int(name, v):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise ValueError(f"{name} must be a non-negative integer, not {v!r}")
-    return v
-
-
-def _pos_int(name, v):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, not {v!r}")
-    return v
+#: Which accounting :func:`head_cycles` uses: "models.digital_pim" or "published".
+DIGITAL_PIM_MODEL = "models.digital_pim" if _dp is not None else "published"
 
 
 def plane_cycles(mode, cols=128, read_cycles=4, slc_steps=6, mlc_steps=7):
     """Steady-state cycles per bit-plane: ``max(read_cycles, cols * steps(mode))``."""
-    steps = {"slc": slc_steps, "mlc": mlc_steps}.get(mode)
-    if steps is None:
-        raise ValueError(f"mode must be 'slc' or 'mlc', not {mode!r}")
-    _pos_int("cols", cols)
-    _nonneg_int("read_cycles", read_cycles)
+    check_choice("mode", mode, ("slc", "mlc"))
+    steps = {"slc": slc_steps, "mlc": mlc_steps}[mode]
+    check_int("cols", cols, 1, 1 << 16)
+    check_int("read_cycles", read_cycles, 0)
     return max(read_cycles, cols * steps)
 
 
@@ -55,45 +60,94 @@ def array_cycles(n_vectors, mode, cols=128, read_cycles=4, latency=0, planes=8,
     """Cycles for one array to return ``n_vectors`` results (from the first input accepted).
 
     ``latency`` is the constant extra latency of the implementation (registers between
-    the stages); the lead's RTL comparison passes the measured value.
+    the stages); the RTL comparison passes the measured value.
     """
-    _nonneg_int("n_vectors", n_vectors)
-    _nonneg_int("latency", latency)
-    _pos_int("planes", planes)
+    check_int("n_vectors", n_vectors, 0)
+    check_int("latency", latency, 0)
+    check_int("planes", planes, 1, 64)
     if n_vectors == 0:
         return 0
     per_plane = plane_cycles(mode, cols, read_cycles, slc_steps, mlc_steps)
     return read_cycles + latency + n_vectors * planes * per_plane
 
 
-def vector_time(mode, cols_used=None, params=None):
+def vector_time(mode, cols_used=None, params=None, input_bits=None):
     """Steady-state seconds per input vector of one array with the published timing."""
     p = params or default_params()
     cols_used = p.cols if cols_used is None else cols_used
+    bits = p.input_bits if input_bits is None else input_bits
     cyc = plane_cycles(mode, cols_used, p.read_cycles_physical, p.slc_steps, p.mlc_steps)
-    return p.input_bits * cyc / p.f_cmp
+    return bits * cyc / p.f_cmp
 
 
-def first_result_time(mode, cols_used=None, params=None):
+def first_result_time(mode, cols_used=None, params=None, input_bits=None):
     """Seconds from an input vector to its result (one read before the first conversion)."""
     p = params or default_params()
     cols_used = p.cols if cols_used is None else cols_used
-    return array_cycles(1, mode, cols_used, p.read_cycles_physical, 0, p.input_bits,
+    bits = p.input_bits if input_bits is None else input_bits
+    return array_cycles(1, mode, cols_used, p.read_cycles_physical, 0, bits,
                         p.slc_steps, p.mlc_steps) / p.f_cmp
 
 
 def digital_products_time(products, pus=1, params=None):
-    """Seconds for ``products`` INT8 x INT8 NOR products on the digital PIM of ``pus`` PUs.
-
-    One row step (5 cycles) performs ``floor(1024 / 3) = 341`` NORs in one row of each
-    array; a product needs 64 NORs; the work is spread evenly over all arrays.
+    """Seconds for ``products`` INT8 x INT8 NOR products on the digital PIM of ``pus`` PUs
+    with the published accounting (all arrays busy): one row step (5 cycles) performs
+    ``floor(1024 / 3) = 341`` NORs in one row of each array; a product needs 64 NORs.
     """
     p = params or default_params()
-    if products < 0:
-        raise ValueError(f"products must be non-negative, not {products!r}")
+    check_float("products", products, 0.0)
     nors = products * p.nors_per_product
     per_step = p.digital_arrays_per_pu * pus * p.rows_per_step * p.nors_per_row_step
     return math.ceil(nors / per_step) * p.t_row_step
+
+
+def published_head_cycles(queries, keys, head_dim, causal, arrays=256, cols=1024,
+                          nors_per_product=64, cycles_per_step=5):
+    """Module cycles of one head's ``Q K^T`` plus ``P V`` by the published accounting:
+    every array does ``floor(cols / 3)`` NORs per 5-cycle row step, all arrays busy."""
+    n = pairs(queries, keys, causal)
+    per_step = arrays * (cols // 3)
+    return 2 * math.ceil(n * head_dim * nors_per_product / per_step) * cycles_per_step
+
+
+@functools.lru_cache(maxsize=4096)
+def head_cycles(queries, keys, head_dim, causal=False, arrays=256, cols=1024):
+    """Module cycles of one head: ``Q K^T`` and ``P V`` of the last ``queries`` of ``keys``
+    tokens (``causal``: query ``i`` sees keys ``0..i``) on one digital PIM module.
+
+    With :mod:`hyflexpim.models.digital_pim` present: its ``scores_cycles`` plus
+    ``context_cycles`` (one product run per query over its keys, striped over the
+    arrays, with the operand-fetch reads). Otherwise :func:`published_head_cycles`.
+    """
+    check_int("queries", queries, 0, keys)
+    check_int("keys", keys, 1)
+    check_int("head_dim", head_dim, 1, 1024)
+    if queries == 0:
+        return 0
+    if _dp is None:
+        return published_head_cycles(queries, keys, head_dim, causal, arrays, cols)
+    if not causal:                                  # every query over all keys: one formula
+        return 2 * _dp.cycles(queries, head_dim, keys, arrays, cols=cols, split="cols")
+    return (_dp.scores_cycles(queries, keys, head_dim, True, arrays=arrays, cols=cols)
+            + _dp.context_cycles(queries, keys, head_dim, True, arrays=arrays, cols=cols))
+
+
+def attention_time(heads, queries, keys, head_dim, causal, modules, params=None, cost=1.0):
+    """Seconds of ``heads`` heads' attention products on ``modules`` digital PIM modules.
+
+    Heads go round robin over the modules (``ceil(heads / modules)`` per module, as in
+    ``models.digital_pim.writes_per_inference``); with more modules than heads, the
+    queries of a head are split over ``modules // heads`` modules that each hold a copy
+    of its K and V. ``cost`` multiplies the cycles (an FP32 baseline, a sparse one).
+    """
+    p = params or default_params()
+    check_int("modules", modules, 1)
+    if heads == 0 or queries == 0:
+        return 0.0
+    per_module = math.ceil(heads / modules)
+    split = max(1, modules // heads)
+    cyc = head_cycles(queries, keys, head_dim, causal, p.digital_arrays_per_module, p.digital_cols)
+    return per_module * math.ceil(cyc * cost / split) / p.f_clk
 
 
 def sfu_time(inputs, pus=1, params=None):
