@@ -5,13 +5,17 @@ Two noise modes, side by side (DESIGN.md 5):
 ``hardware`` (this project's)
     SVD variant ``ab`` (A = U_r S_r, B = V_r^T) of Q, K, V, proj, FFN1, FFN2 (head kept
     in float), rank score ``grad`` (accumulated over fine-tuning), INT8 weights per
-    output channel and activations per vector, noise per cell from the MLC BER 4.04%
-    (the same sigma on SLC cells), executed by the golden array model (``faithful``,
-    default) or the emulated noisy weights (``fast``).
+    output channel and activations per vector, noise per cell from the device
+    (:func:`~.device.load_device`, default the NeuRRAM one-day fit at the MLC BER
+    4.04%: state-dependent, so SLC cells are far more precise), executed by the golden
+    array model (``faithful``, default) or the emulated noisy weights (``fast``, the
+    same per-cell statistics).
 ``paper`` (the authors' simulator)
     SVD variant ``usv`` with the head factored too, score ``grad_last_s`` (|dL/dS| of
     the last fine-tuning batch), per-tensor INT8 with the second-largest clip, 2-bit
-    group noise std 0.025 on MLC ranks, float activations.
+    group noise std 0.025 on MLC ranks (two's complement groups, the authors' masks),
+    float activations. Every paper-mode row carries ``paper_ber``, the 2-bit BER its
+    std implies (:func:`~.noise.paper_ber`; 1.6e-12 at std 0.025).
 
 The ``magnitude`` policy uses the unfactored base model in both modes.
 """
@@ -26,6 +30,7 @@ import numpy as np
 from ._torch import torch
 from . import datasets as ds
 from .crossbar import DEFAULT_MLC_BER
+from .noise import paper_ber
 from .quant import to_hardware, set_noise
 from .redistribute import build_mapping, check_policy, check_slc_percent, POLICIES
 from .svd import (factorize_model, svd_layers, static_linears, RankScores, finetune,
@@ -175,16 +180,26 @@ def mapping_for(prep, policy, k, seed=0):
 
 
 def evaluate_mapping(prep, mapping, *, seed=0, noise=True, backend=None, ber=DEFAULT_MLC_BER,
-                     paper_std=PAPER_STD, stats=None):
-    """Metric of the model under ``mapping`` with one noise programming ``seed``."""
+                     paper_std=PAPER_STD, stats=None, device=None, offset="reference",
+                     read_noise=None, paper_split="twos-complement"):
+    """Metric of the model under ``mapping`` with one noise programming ``seed``.
+
+    Hardware mode: ``device`` (default the NeuRRAM one-day fit) re-calibrated to
+    ``ber`` (``None`` keeps the device's own scale), ``offset`` and ``read_noise`` as in
+    :func:`~.array.program_matrix`. Paper mode: ``paper_std`` and ``paper_split``."""
     st = MODE_SETTINGS[prep.mode]
     be = backend or st["backend"]
     model = prep.base if mapping["policy"] == "magnitude" else prep.factored
     hw = to_hardware(model, mapping, be, include_head=st["include_head"])
     if be == "paper":
-        set_noise(hw, seed=seed, paper_std=paper_std if noise else 0.0)
+        set_noise(hw, seed=seed, paper_std=paper_std if noise else 0.0, paper_split=paper_split)
+    elif noise:
+        if device is None and ber is None:
+            device = "neurram-1d"
+        set_noise(hw, seed=seed, ber=ber, stats=stats, device=device, offset=offset,
+                  read_noise=read_noise)
     else:
-        set_noise(hw, seed=seed, ber=ber if noise else None, stats=stats)
+        set_noise(hw, seed=seed, stats=stats)
     return evaluate(hw, prep.task.eval, prep.task.metric)
 
 
@@ -201,10 +216,12 @@ def smallest_k(rows, ref, higher_is_better, tol=0.01):
 
 def sweep(task, *, modes=NOISE_MODES, policies=POLICIES, ks=KS, seeds=(0, 1, 2), ft_epochs=2,
           hw_backend="faithful", cache=True, quiet=False, log=print, ber=DEFAULT_MLC_BER,
-          paper_std=PAPER_STD, rank_select="fixed", soft=None):
+          paper_std=PAPER_STD, rank_select="fixed", soft=None, device=None, offset="reference",
+          read_noise=None, paper_split="twos-complement"):
     """Metric vs SLC rate for each mode x policy x k x seed. Returns (rows, summary).
 
-    ``rank_select`` / ``soft``: as in :func:`prepare`."""
+    ``rank_select`` / ``soft``: as in :func:`prepare`; the noise arguments as in
+    :func:`evaluate_mapping`."""
     from tqdm import tqdm
     for p in policies:
         check_policy(p)
@@ -230,11 +247,21 @@ def sweep(task, *, modes=NOISE_MODES, policies=POLICIES, ks=KS, seeds=(0, 1, 2),
         t = time.time()
         for pol, k, s in bar:
             mp = mapping_for(prep, pol, k, seed=s)
-            v = evaluate_mapping(prep, mp, seed=s, backend=be, ber=ber, paper_std=paper_std)
+            v = evaluate_mapping(prep, mp, seed=s, backend=be, ber=ber, paper_std=paper_std,
+                                 device=device, offset=offset, read_noise=read_noise,
+                                 paper_split=paper_split)
             rows.append(dict(task=task.name, mode=mode, backend=be, policy=pol, k=k, seed=s,
                              metric=v, metric_name=task.metric_name,
-                             noise=paper_std if mode == "paper" else ber))
+                             noise=paper_std if mode == "paper" else ber,
+                             device="paper" if mode == "paper" else str(device or "neurram-1d"),
+                             paper_ber=paper_ber(paper_std) if mode == "paper" else None))
         summary[mode]["sweep_s"] = time.time() - t
+        if mode == "paper":
+            summary[mode].update(paper_std=paper_std, paper_ber=paper_ber(paper_std),
+                                 paper_split=paper_split)
+        else:
+            summary[mode].update(device=str(device or "neurram-1d"), ber=ber, offset=offset,
+                                 read_noise=read_noise)
         for pol in policies:
             ref = refs["base" if pol == "magnitude" else "factored"]
             means = [(k, float(np.mean([r["metric"] for r in rows if r["mode"] == mode

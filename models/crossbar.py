@@ -1,160 +1,102 @@
 """Behavioural model of one RRAM crossbar array, its sample-and-hold and its comparator.
 
-Device (DESIGN.md 2, 4)
+Device (DESIGN.md 2, 4; :mod:`.device`)
     1T1R cells, ``R_on = 6 kOhm``, on/off ratio 150: ``G_on = 1/6 kOhm``,
     ``G_off = G_on / 150``. A cell at level ``l`` of ``L`` levels has the nominal
-    conductance ``G_off + l * dG`` with ``dG = (G_on - G_off) / (L - 1)``.
+    conductance ``G_off + l * dG / (L - 1)`` with ``dG = G_on - G_off``.
 
 Programming noise
-    Multiplicative Gaussian (the specification's model, the default), drawn once per
-    programming: ``G' = G * (1 + sigma * N(0,1))``, clipped at 0 (a conductance cannot
-    be negative). ``sigma`` is a property of the device: :func:`sigma_from_ber`
-    calibrates it from the bit error rate measured on 2-bit MLC cells (default 4.04%);
-    SLC arrays of the same chip use the same sigma.
-    ``noise="additive"`` selects a state-independent alternative,
-    ``G' = G + sigma * G_on * N(0,1)``, calibrated the same way. The two differ in what
-    they predict for analog MACs: with multiplicative noise the conductance error is
-    proportional to the stored value, so a bitline sum carries about the same error in
-    the value domain whether the weight is stored in SLC or MLC cells (SLC only wins
-    on single-cell read-back); with additive noise every cell carries the same absolute
-    error and MLC, whose levels are 3x closer, is about 3x noisier per value.
+    Given by a :class:`~.device.Device` (per-level mean and sigma, in units of dG),
+    drawn once per programming from ``rng`` (cells first, then the reference column):
+    ``G' = max(G_off + mean_l + sigma_l N(0, 1), 0)``. The default device is the
+    NeuRRAM one-day fit calibrated to the 4.04% 2-bit MLC BER (state-dependent: the
+    intermediate MLC states spread the most). The models this project used first stay
+    available: ``sigma=`` with ``noise="multiplicative"`` (``G' = G (1 + sigma N)``,
+    the default meaning of a bare ``sigma``) or ``noise="additive"``
+    (``G' = G + sigma G_on N``); :func:`sigma_from_ber` / :func:`ber_from_sigma`
+    calibrate those.
 
 Bit error rate (the definition used for the calibration)
     Program a cell to a level drawn uniformly from the ``L`` levels, read it back with
-    thresholds at the mid-points between adjacent nominal conductances, and count the
-    bits (natural binary code of the level) that differ; BER is the expected number of
+    thresholds at the mid-points between adjacent level means, and count the bits
+    (natural binary code of the level) that differ; BER is the expected number of
     wrong bits divided by the bits per cell.
 
-G_off floor
-    Every cell, even at level 0, conducts ``G_off``. Each array has one reference
-    column whose cells are all programmed to level 0 (with the same programming noise);
-    it is driven by the same wordlines, and the sample-and-hold holds the difference
-    ``I_bitline - I_reference``. In ideal mode this removes the floor exactly; with
-    noise a small residue remains, as in a real array.
+G_off floor (``offset``)
+    Every cell, even at level 0, conducts ``G_off``. ``offset="reference"`` (as built):
+    each array has one reference column whose cells are all programmed to level 0
+    (with the same programming noise), driven by the same wordlines, and the
+    sample-and-hold holds the difference ``I_bitline - I_reference``; its noise is
+    common to every column of the array. ``offset="nominal"``: the nominal floor
+    ``G_off`` per active row is subtracted digitally (noiseless, but blind to the
+    device's own level-0 spread and drift). Both remove the floor exactly in ideal mode.
+
+Read noise (optional, off by default)
+    Per read (one bit-plane of one input vector), each active cell adds
+    ``read_sigma_l N(0, 1)``. The sum over a column is drawn as one Gaussian of the
+    summed variance, ``z * sqrt(sum_active read_var)``, with ``z`` from a counter-based
+    generator keyed by (``read_key``, vector, plane, column) (:func:`counter_normal`);
+    the reference column is column ``cols``. The per-cell variances are integers on the
+    grid (squared), ``sqrt`` and the product are correctly rounded, so the vectorised
+    golden model and a cycle-by-cycle testbench get the same integers whatever the
+    batch shape: :meth:`Crossbar.held_values` with ``vector=`` and ``plane=``.
 
 Held values and the comparator (exact integers)
-    Held values are expressed in ADC least-significant bits, where one LSB is ``dG``
-    times the read voltage, and quantised to a fixed-point grid of ``2**-FRAC_BITS`` LSB
-    (``FRAC_BITS = 10``): each programmed conductance is rounded to that grid once,
-    at programming, so that every bitline sum is an exact integer whatever the order
-    of summation. That is what lets the golden model (vectorised) and the RTL
-    testbench (one comparison at a time) agree bit for bit with noise on.
-    The DAC level of trial code ``t`` is ``t - 1/2`` LSB, so a conversion returns
-    ``round(held)`` clamped to the code range; the comparator answers
-    ``held >= dac_level(t)``.
+    Held values are expressed in ADC least-significant bits, where one LSB is the
+    mode's level spacing ``dG / (L - 1)`` times the read voltage, and quantised to a
+    fixed-point grid of ``2**-FRAC_BITS`` LSB (``FRAC_BITS = 10``): each programmed
+    conductance is rounded to that grid once, at programming, so that every bitline sum
+    is an exact integer whatever the order of summation. That is what lets the golden
+    model (vectorised) and the RTL testbench (one comparison at a time) agree bit for
+    bit with noise on. The DAC level of trial code ``t`` is ``t - 1/2`` LSB, so a
+    conversion returns ``round(held)`` clamped to the code range; the comparator
+    answers ``held >= dac_level(t)``.
 """
 
-import math
+from functools import lru_cache
+from statistics import NormalDist
 
 import numpy as np
 
-from .encoding import check_mode, levels_per_cell, bits_per_cell
+from ..base import check_float, check_int
+from .device import (R_ON, ON_OFF_RATIO, G_ON, G_OFF, DEFAULT_MLC_BER, MAX_SIGMA, NOISE_MODELS,
+                     check_ber, check_noise, nominal_levels, check_offset, legacy_device, load_device)
+from .encoding import check_mode, levels_per_cell
 
 __all__ = [
     "R_ON", "ON_OFF_RATIO", "G_ON", "G_OFF", "FRAC_BITS", "ONE_LSB", "DEFAULT_MLC_BER",
     "NOISE_MODELS", "check_noise",
     "conductance_levels", "ber_from_sigma", "sigma_from_ber", "check_sigma", "check_ber",
-    "dac_level", "Crossbar",
+    "dac_level", "counter_normal", "read_key", "Crossbar",
 ]
 
-R_ON = 6e3
-ON_OFF_RATIO = 150.0
-G_ON = 1.0 / R_ON
-G_OFF = G_ON / ON_OFF_RATIO
 FRAC_BITS = 10
 ONE_LSB = 1 << FRAC_BITS
-DEFAULT_MLC_BER = 0.0404
-NOISE_MODELS = ("multiplicative", "additive")
-
-
-def check_noise(noise):
-    """Return ``noise`` if it names a noise model; else ``ValueError``."""
-    if noise not in NOISE_MODELS:
-        raise ValueError(f"noise must be 'multiplicative' or 'additive', not {noise!r}")
-    return noise
-
-
-def _noise_std(sigma, g, noise):
-    return sigma * g if noise == "multiplicative" else sigma * G_ON * np.ones_like(g)
+_M64 = (1 << 64) - 1
 
 
 def conductance_levels(mode):
     """Nominal conductances (siemens) of the levels of ``mode``, lowest first."""
-    L = levels_per_cell(mode)
-    return G_OFF + np.arange(L) * (G_ON - G_OFF) / (L - 1)
-
-
-def _phi(z):
-    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+    return G_OFF + nominal_levels(mode) * (G_ON - G_OFF)
 
 
 def check_sigma(sigma):
-    """Return ``sigma`` as a float if it is a finite number >= 0; else ``ValueError``."""
-    try:
-        s = float(sigma)
-    except (TypeError, ValueError):
-        raise ValueError(f"sigma must be a non-negative number, not {sigma!r}") from None
-    if not math.isfinite(s) or s < 0:
-        raise ValueError(f"sigma must be a finite number >= 0, not {sigma!r}")
-    return s
-
-
-def check_ber(ber):
-    """Return ``ber`` as a float if it lies in (0, 0.5); else ``ValueError``."""
-    try:
-        b = float(ber)
-    except (TypeError, ValueError):
-        raise ValueError(f"ber must be a number in (0, 0.5), not {ber!r}") from None
-    if not (0.0 < b < 0.5):
-        raise ValueError(f"ber must be in (0, 0.5), not {ber!r}")
-    return b
+    """Return ``sigma`` as a float if it is a number in [0, 1000]; else ``ValueError``."""
+    return check_float("sigma", sigma, 0, MAX_SIGMA)
 
 
 def ber_from_sigma(sigma, mode="mlc", noise="multiplicative"):
-    """Bit error rate of a ``mode`` cell under programming noise ``sigma`` (module doc)."""
-    sigma = check_sigma(sigma)
-    mode = check_mode(mode)
-    check_noise(noise)
-    g = conductance_levels(mode)
-    std = _noise_std(sigma, g, noise)
-    L, bpc = len(g), bits_per_cell(mode)
-    if sigma == 0:
-        return 0.0
-    thr = np.concatenate([[-np.inf], (g[:-1] + g[1:]) / 2, [np.inf]])
-    wrong_bits = 0.0
-    for lv in range(L):
-        s = std[lv]
-        for rd in range(L):
-            if rd == lv:
-                continue
-            p = _phi((thr[rd + 1] - g[lv]) / s) - _phi((thr[rd] - g[lv]) / s)
-            wrong_bits += p * bin(lv ^ rd).count("1")
-    return wrong_bits / (L * bpc)
+    """Bit error rate of a ``mode`` cell under the legacy ``noise`` model's ``sigma``."""
+    return legacy_device(check_noise(noise), check_sigma(sigma)).ber(check_mode(mode))
 
 
 def sigma_from_ber(ber=DEFAULT_MLC_BER, mode="mlc", noise="multiplicative"):
-    """The noise ``sigma`` at which a ``mode`` cell shows bit error rate ``ber``.
+    """The legacy ``noise`` model's sigma at which a ``mode`` cell shows BER ``ber``.
 
-    Inverse of :func:`ber_from_sigma` (which is increasing in sigma), by bisection to
-    a relative precision of 1e-12.
+    Inverse of :func:`ber_from_sigma` (increasing in sigma), by bisection to a relative
+    precision of 1e-12.
     """
-    ber = check_ber(ber)
-    mode = check_mode(mode)
-    check_noise(noise)
-    lo, hi = 0.0, 1.0
-    while ber_from_sigma(hi, mode, noise) < ber:
-        hi *= 2
-        if hi > 1e6:
-            raise ValueError(f"ber {ber!r} cannot be reached in mode {mode!r}")
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if ber_from_sigma(mid, mode, noise) < ber:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo <= 1e-12 * hi:
-            break
-    return 0.5 * (lo + hi)
+    return legacy_device(check_noise(noise), 1.0).calibration_factor(ber, check_mode(mode))
 
 
 def dac_level(code):
@@ -162,19 +104,78 @@ def dac_level(code):
     return np.asarray(code, dtype=np.int64) * ONE_LSB - ONE_LSB // 2
 
 
+# ---- counter-based normal numbers for read noise ----------------------------------
+
+_TABLE_BITS = 16
+
+
+@lru_cache(maxsize=1)
+def _normal_table():
+    nd = NormalDist()
+    n = 1 << _TABLE_BITS
+    return np.array([nd.inv_cdf((i + 0.5) / n) for i in range(n)])
+
+
+def _mix(h):
+    """SplitMix64 finaliser on uint64 arrays (wrapping arithmetic)."""
+    h = h ^ (h >> np.uint64(30))
+    h = h * np.uint64(0xBF58476D1CE4E5B9)
+    h = h ^ (h >> np.uint64(27))
+    h = h * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def counter_normal(key, *counters):
+    """Standard normal numbers, one per element of the broadcast ``counters``, that
+    depend only on ``key`` and the counter values (not on order or batch shape).
+
+    Each element's counters are hashed (SplitMix64) with ``key``; the top 16 bits pick
+    the quantile ``(i + 1/2) / 2**16`` of N(0, 1) (so ``|z| <= 4.33``). Integer
+    operations and a table look-up only: bit-identical on every call.
+    """
+    arrs = np.broadcast_arrays(*[np.asarray(c, dtype=np.int64) for c in counters])
+    gold = np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        h = np.full(arrs[0].shape, np.uint64(int(key) & _M64), dtype=np.uint64)
+        for c in arrs:
+            h = _mix((h + gold) ^ c.astype(np.uint64))
+    return _normal_table()[(h >> np.uint64(64 - _TABLE_BITS)).astype(np.intp)]
+
+
+def read_key(seed, tile):
+    """The read-noise key of array ``tile`` of a matrix programmed with ``seed``."""
+    with np.errstate(over="ignore"):
+        h = _mix(np.array([int(seed) & _M64], dtype=np.uint64) ^ np.uint64(0xD1B54A32D192ED03))
+        h = _mix(h + np.uint64(int(tile) & _M64))
+    return int(h[0])
+
+
 class Crossbar:
     """One programmed array: ``levels`` (rows x cols, integer cell levels) in ``mode``.
 
-    ``sigma`` is the programming noise (0: ideal) of model ``noise``; ``rng`` a
-    ``numpy.random.Generator`` used once, here, for the cells and then the reference
-    column. ``held`` is the (rows x cols) integer matrix, in grid units, of what each
-    cell adds to its held bitline value when its wordline is on.
+    The noise comes from ``device`` (a :class:`~.device.Device` or a name for
+    :func:`~.device.load_device`), or, as before devices existed, from ``sigma`` of the
+    legacy model ``noise`` (``"multiplicative"``, the default, or ``"additive"``);
+    neither: ideal. ``rng`` (a ``numpy.random.Generator``) is used once, here, for the
+    cells and then the reference column. ``offset``: ``"reference"`` (reference column,
+    as built) or ``"nominal"`` (digital subtraction of the nominal G_off floor).
+    ``read_key``: key of the read noise, if the device has any (:func:`read_key`).
+
+    ``held`` is the (rows x cols) integer matrix, in grid units, of what each cell adds
+    to its held bitline value when its wordline is on (without read noise).
     """
 
-    def __init__(self, levels, mode, *, sigma=0.0, rng=None, noise="multiplicative"):
+    def __init__(self, levels, mode, *, sigma=0.0, rng=None, noise="multiplicative",
+                 device=None, offset="reference", read_key=0):
         self.mode = check_mode(mode)
         self.sigma = check_sigma(sigma)
         self.noise = check_noise(noise)
+        self.offset = check_offset(offset)
+        if device is not None and self.sigma > 0:
+            raise ValueError("give either device or sigma, not both")
+        if device is None:
+            device = legacy_device(self.noise, self.sigma) if self.sigma > 0 else load_device("ideal")
+        self.device = load_device(device)
         lv = np.asarray(levels)
         if lv.ndim != 2:
             raise ValueError(f"levels must be a 2-D array, not shape {lv.shape}")
@@ -183,31 +184,82 @@ class Crossbar:
             raise ValueError(f"cell levels of mode {self.mode!r} must lie in 0..{L - 1}")
         self.levels = lv.astype(np.uint8)
         rows, cols = lv.shape
-        g = conductance_levels(self.mode)
-        dg = g[1] - g[0]
-        G = g[self.levels.astype(np.intp)]
-        Gref = np.full(rows, G_OFF)
-        if self.sigma > 0:
+        dev = self.device
+        mu, sg = dev.levels(self.mode), dev.sigmas(self.mode)
+        li = self.levels.astype(np.intp)
+        scale = (L - 1) * ONE_LSB       # dG -> grid units
+        G = mu[li]                       # above the floor, in dG
+        Gref = np.full(rows, mu[0])
+        if sg.any():
             if rng is None:
                 raise ValueError("a noisy crossbar needs an rng (numpy.random.Generator)")
-            G = np.maximum(G + _noise_std(self.sigma, G, noise) * rng.standard_normal(G.shape), 0.0)
-            Gref = np.maximum(Gref + _noise_std(self.sigma, Gref, noise) * rng.standard_normal(rows),
-                              0.0)
-        q = np.rint(G / dg * ONE_LSB).astype(np.int64)
-        qref = np.rint(Gref / dg * ONE_LSB).astype(np.int64)
-        self.held = q - qref[:, None]
+            G = np.maximum(G + sg[li] * rng.standard_normal(G.shape), -dev.g_off)
+            Gref = np.maximum(Gref + sg[0] * rng.standard_normal(rows), -dev.g_off)
+        q = np.rint(G * scale).astype(np.int64)
+        if self.offset == "reference":
+            self.held = q - np.rint(Gref * scale).astype(np.int64)[:, None]
+        else:
+            self.held = q
+        self.read_key = int(read_key)
+        rs = dev.read_sigmas(self.mode)
+        if dev.has_read_noise:
+            self.read_var = np.rint((rs[li] * scale) ** 2)
+            self.read_var_ref = (np.full(rows, np.rint((rs[0] * scale) ** 2))
+                                 if self.offset == "reference" else np.zeros(rows))
+        else:
+            self.read_var = self.read_var_ref = None
 
     @property
     def shape(self):
         return self.levels.shape
 
-    def held_values(self, wl):
-        """Held bitline values (grid units, int64) for wordline bits ``wl`` (..., rows)."""
+    @property
+    def has_read_noise(self):
+        return self.read_var is not None
+
+    def _check_wl(self, wl):
         wl = np.asarray(wl)
         if wl.shape[-1] != self.levels.shape[0]:
             raise ValueError(f"wordline vector must have {self.levels.shape[0]} bits, "
                              f"not {wl.shape[-1]}")
-        return wl.astype(np.int64) @ self.held
+        return wl
+
+    def read_noise(self, wl, vector, plane):
+        """Read noise (grid units, int64, shape (..., cols)) of the reads with wordline
+        bits ``wl`` (..., rows) of input ``vector`` and bit-plane ``plane`` (integers or
+        arrays broadcasting to ``wl.shape[:-1]``). Zeros without read noise."""
+        wl = self._check_wl(wl)
+        cols = self.levels.shape[1]
+        if not self.has_read_noise:
+            return np.zeros(wl.shape[:-1] + (cols,), dtype=np.int64)
+        w = wl.astype(np.float64)
+        v = np.broadcast_to(np.asarray(vector, dtype=np.int64), wl.shape[:-1])[..., None]
+        b = np.broadcast_to(np.asarray(plane, dtype=np.int64), wl.shape[:-1])[..., None]
+        z = counter_normal(self.read_key, v, b, np.arange(cols + 1))
+        sd = np.sqrt(w @ self.read_var)
+        n = np.rint(z[..., :cols] * sd).astype(np.int64)
+        if self.offset == "reference":
+            sd_ref = np.sqrt(w @ self.read_var_ref)
+            n -= np.rint(z[..., cols] * sd_ref).astype(np.int64)[..., None]
+        return n
+
+    def held_values(self, wl, vector=None, plane=None):
+        """Held bitline values (grid units, int64) for wordline bits ``wl`` (..., rows).
+
+        With read noise on, ``vector`` (index of the input vector) and ``plane`` (its
+        bit-plane, 0..7) are required: the noise of that read is added
+        (:meth:`read_noise`); the golden model numbers vectors 0, 1, ... in the order
+        of ``run(x, first_vector=...)``.
+        """
+        wl = self._check_wl(wl)
+        h = wl.astype(np.int64) @ self.held
+        if self.has_read_noise:
+            if vector is None or plane is None:
+                raise ValueError("this crossbar has read noise: held_values needs vector= "
+                                 "and plane= (the read's input vector and bit-plane)")
+            check_int("plane", int(np.max(plane)) if np.size(plane) else 0, 0, 7)
+            h = h + self.read_noise(wl, vector, plane)
+        return h
 
     @staticmethod
     def compare(held, code):

@@ -15,9 +15,11 @@ Backends
     ``float``     the float layer (reference).
     ``int8``      exact integer products ``xq @ q`` (no noise, no ADC).
     ``fast``      ``xq @ w'`` with the noisy real-valued weights of
-                  :func:`~.noise.effective_weights` (one programming per seed).
+                  :func:`~.noise.effective_weights` (one programming per seed; the same
+                  per-cell statistics as the crossbar model for every device), plus
+                  the device's read noise per output (:func:`~.noise.read_noise_outputs`).
     ``faithful``  every product run by the golden array model,
-                  ``program_matrix(q, modes, sigma=, seed=).run(xq)``: bit-serial inputs,
+                  ``program_matrix(q, modes, device=, seed=).run(xq)``: bit-serial inputs,
                   bit slices, SAR ADC with saturation, shift-and-add; programmed once per
                   seed and cached. A per-weight SLC mask (magnitude policy) is programmed
                   as two matrices, the SLC part on SLC arrays and the rest on MLC arrays,
@@ -26,8 +28,11 @@ Backends
                   2-bit group noise on MLC ranks (:func:`~.noise.paper_group_noise`),
                   activations in float, no ADC.
 
-Noise seeds: matrix ``i`` of the model (in model order, factor by factor) is
-programmed with seed ``seed * 1_000_003 + i``.
+Noise: :func:`set_noise` picks the device (:func:`~.device.load_device`; the default
+NeuRRAM one-day fit when only ``ber`` is given), the offset removal and the seed.
+Matrix ``i`` of the model (in model order, factor by factor) is programmed with seed
+``seed * 1_000_003 + i``. With read noise, the vectors of a programmed matrix are
+numbered in the order the model reads them (the counter restarts at each programming).
 """
 
 import copy
@@ -35,9 +40,11 @@ import copy
 import numpy as np
 
 from ._torch import torch, nn
-from .array import program_matrix
+from .array import program_matrix, resolve_device
+from .device import check_offset
 from .crossbar import sigma_from_ber, DEFAULT_MLC_BER
-from .noise import effective_weights, paper_quantize, paper_group_noise
+from .noise import (effective_weights, read_noise_outputs, paper_quantize, paper_group_noise,
+                    as_device)
 from .svd import SVDLinear, static_linears
 
 __all__ = ["BACKENDS", "quantize_weight", "quantize_activations", "StoredMatrix", "HwLinear",
@@ -85,6 +92,7 @@ class StoredMatrix:
         else:
             self.q, self.scale = quantize_weight(self.w, granularity)
         self._cache = {}
+        self._vectors = 0
 
     def slc_mask(self):
         if self.layout == "cols":
@@ -100,57 +108,74 @@ class StoredMatrix:
             return dict(row_modes=self.spec)
         return dict(slc_mask=self.spec)
 
-    def weights_for(self, backend, seed, sigma, paper_std):
-        key = (backend, seed, sigma, paper_std)
+    def weights_for(self, backend, seed, device, paper_std, offset="reference",
+                    split="twos-complement"):
+        """The stored weights of one programming (cached): a float tensor, or for
+        ``faithful`` the list of programmed matrices. ``device``: a Device, a legacy
+        sigma (number) or None (ideal)."""
+        dev = as_device(device)
+        key = (backend, seed, dev, paper_std, offset, split)
         if key not in self._cache:
             self._cache.clear()
+            self._vectors = 0
             rng = np.random.default_rng(seed)
             if backend == "fast":
-                wq = effective_weights(self.q, sigma, rng, **self._mode_kwargs())
+                wq = effective_weights(self.q, dev, rng, offset=offset, **self._mode_kwargs())
             elif backend == "paper":
-                wq = paper_group_noise(self.q, ~self.slc_mask(), paper_std, rng) if paper_std else self.q
+                wq = (paper_group_noise(self.q, ~self.slc_mask(), paper_std, rng, split)
+                      if paper_std else self.q)
             elif backend == "faithful":
-                wq = self._program(seed, sigma)
+                wq = self._program(seed, dev, offset)
             else:
                 wq = self.q
             self._cache[key] = wq if backend == "faithful" else torch.from_numpy(
                 np.asarray(wq, dtype=np.float64))
         return self._cache[key]
 
-    def _program(self, seed, sigma):
-        s = sigma if sigma > 0 else None
+    def _program(self, seed, dev, offset):
+        kw = dict(device=dev, offset=offset, saturation="allow")
         if self.layout == "cols":
-            return [program_matrix(self.q, self.spec, sigma=s, seed=seed)]
+            return [program_matrix(self.q, self.spec, seed=seed, **kw)]
         if self.layout == "rows":
-            return [program_matrix(self.q, "mlc", row_modes=self.spec, sigma=s, seed=seed)]
+            return [program_matrix(self.q, "mlc", row_modes=self.spec, seed=seed, **kw)]
         mask = np.asarray(self.spec, dtype=bool)
         progs = []
         if mask.any():
-            progs.append(program_matrix(np.where(mask, self.q, 0), "slc", sigma=s, seed=seed))
+            progs.append(program_matrix(np.where(mask, self.q, 0), "slc", seed=seed, **kw))
         if not mask.all():
-            progs.append(program_matrix(np.where(mask, 0, self.q), "mlc", sigma=s,
-                                        seed=seed + SEED_STRIDE // 2))
+            progs.append(program_matrix(np.where(mask, 0, self.q), "mlc",
+                                        seed=seed + SEED_STRIDE // 2, **kw))
         return progs
 
-    def matmul(self, x, backend, seed, sigma, paper_std, stats=None):
+    def matmul(self, x, backend, seed, device, paper_std, stats=None, offset="reference",
+               split="twos-complement"):
         """``x`` (B, m) float tensor -> (B, n) float64 tensor through ``backend``."""
         scale = torch.from_numpy(self.scale)
+        w = self.weights_for(backend, seed, device, paper_std, offset, split)
         if backend == "paper":
-            w = self.weights_for(backend, seed, sigma, paper_std)
             return x.double() @ (w * scale)
         xq, sx = quantize_activations(x)
         if backend == "faithful":
             xi = xq.numpy().astype(np.int64)
             y = np.zeros((xi.shape[0], self.n), dtype=np.int64)
-            for prog in self.weights_for(backend, seed, sigma, paper_std):
-                y += prog.run(xi)
+            for prog in w:
+                y += prog.run(xi, first_vector=self._vectors)
                 if stats is not None:
-                    stats["saturated"] = stats.get("saturated", 0) + prog.saturated(xi)
+                    stats["saturated"] = stats.get("saturated", 0) + prog.saturated(
+                        xi, first_vector=self._vectors)
                     stats["conversions"] = stats.get("conversions", 0) + \
                         8 * xi.shape[0] * sum(t.crossbar.shape[1] for t in prog.tiles)
+            self._vectors += xi.shape[0]
             yi = torch.from_numpy(y.astype(np.float64))
         else:
-            yi = xq @ self.weights_for(backend, seed, sigma, paper_std)
+            yi = xq @ w
+            dev = as_device(device)
+            if backend == "fast" and dev is not None and dev.has_read_noise:
+                rng = np.random.default_rng([seed, self._vectors])
+                self._vectors += xq.shape[0]
+                yi = yi + torch.from_numpy(read_noise_outputs(
+                    xq.numpy().astype(np.int64), self.q, dev, rng, offset=offset,
+                    **self._mode_kwargs()))
         return yi * sx * scale
 
 
@@ -162,6 +187,7 @@ class HwLinear(nn.Module):
         self.name, self.matrices, self.index = name, matrices, index
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self.backend, self.seed, self.sigma, self.paper_std = "int8", 0, 0.0, 0.0
+        self.device, self.offset, self.paper_split = None, "reference", "twos-complement"
         self.stats = None
 
     def forward(self, x):
@@ -173,7 +199,8 @@ class HwLinear(nn.Module):
         else:
             for i, mat in enumerate(self.matrices):
                 s = self.seed * SEED_STRIDE + self.index + i
-                h = mat.matmul(h, self.backend, s, self.sigma, self.paper_std, self.stats)
+                h = mat.matmul(h, self.backend, s, self.device, self.paper_std, self.stats,
+                               self.offset, self.paper_split)
         h = h.to(x.dtype)
         if self.bias is not None:
             h = h + self.bias
@@ -250,17 +277,20 @@ def hw_layers(model):
     return [m for m in model.modules() if isinstance(m, HwLinear)]
 
 
-def set_noise(model, seed=0, ber=None, sigma=None, paper_std=None, backend=None, stats=None):
-    """Set the noise of every :class:`HwLinear`: a programming ``seed`` and either the
-    device ``ber`` (sigma calibrated, :func:`~.crossbar.sigma_from_ber`), ``sigma``
-    directly, or none (noise off); ``paper_std`` for the paper backend (default 0.025
-    when noise is on)."""
-    if ber is not None and sigma is not None:
-        raise ValueError("give either ber or sigma, not both")
-    s = sigma_from_ber(ber, "mlc") if ber is not None else float(sigma or 0.0)
+def set_noise(model, seed=0, ber=None, sigma=None, paper_std=None, backend=None, stats=None,
+              *, device=None, offset="reference", read_noise=None, paper_split="twos-complement"):
+    """Set the noise of every :class:`HwLinear`: a programming ``seed``; the device as
+    :func:`~.array.program_matrix` selects it from ``device``, ``ber`` (re-calibrates
+    the device, the default NeuRRAM one-day fit when no device is given), ``sigma``
+    (the legacy multiplicative model) and ``read_noise``; none of them: noise off.
+    ``offset``: G_off removal (``reference`` or ``nominal``). ``paper_std`` for the
+    paper backend (default 0.025 when noise is on) with its ``paper_split``."""
+    dev, s, _ = resolve_device(device, ber, sigma, None, read_noise)
+    check_offset(offset)
     for m in hw_layers(model):
-        m.seed, m.sigma = int(seed), s
+        m.seed, m.sigma, m.device, m.offset = int(seed), s, dev, offset
         m.paper_std = float(paper_std) if paper_std is not None else 0.0
+        m.paper_split = paper_split
         m.stats = stats
         if backend is not None:
             if backend not in BACKENDS:
@@ -269,7 +299,6 @@ def set_noise(model, seed=0, ber=None, sigma=None, paper_std=None, backend=None,
     return model
 
 
-
-
 def default_sigma():
+    """The legacy multiplicative model's sigma at the 4.04% MLC BER."""
     return sigma_from_ber(DEFAULT_MLC_BER, "mlc")

@@ -39,7 +39,8 @@ def test_quantize_weight_channel_and_tensor():
 
 
 def test_faithful_layer_equals_golden_model_with_noise():
-    """HwLinear(faithful) == program_matrix(q, modes, sigma, seed).run on every word."""
+    """HwLinear(faithful) == program_matrix(q, modes, ber, seed).run on every word (the
+    default device, NeuRRAM one-day fit, at BER 4.04%)."""
     seed = 7
     print("seed", seed)
     model = _model(seed)
@@ -59,8 +60,8 @@ def test_faithful_layer_equals_golden_model_with_noise():
         sx = h.abs().amax(1, keepdim=True).numpy() / 127
         xq = np.clip(np.rint(h.numpy() / sx), -127, 127).astype(np.int64)
         kw = dict(row_modes=modes) if layout == "rows" else {}
-        prog = program_matrix(q, modes if layout == "cols" else "mlc", sigma=SIGMA,
-                              seed=3 * quant.SEED_STRIDE + i, **kw)
+        prog = program_matrix(q, modes if layout == "cols" else "mlc", ber=0.0404,
+                              seed=3 * quant.SEED_STRIDE + i, saturation="allow", **kw)
         h = torch.from_numpy(prog.run(xq).astype(np.float64) * sx * s)
     h = h + layer.bias.detach()
     assert torch.equal(got, h)
@@ -133,13 +134,29 @@ def test_paper_quantize_and_group_noise():
     qq = rng.integers(-127, 128, size=(200, 50))
     assert np.array_equal(noise.paper_group_noise(qq, True, 0.0, rng), qq)
     assert np.array_equal(noise.paper_group_noise(qq, False, 0.5, rng), qq)   # all SLC
-    d = np.stack([noise.paper_group_noise(qq, True, 0.025, np.random.default_rng(i)) - qq
-                  for i in range(20)])
+    u = qq & 0xFF
+    tc = [(u & 0xC0) - 2 * (u & 0x80), u & 0x30, u & 0x0C, u & 0x03]   # DESIGN.md 5 masks
     a = np.abs(qq)
-    groups = [(a >> 6) * 64, ((a >> 4) & 3) * 16, ((a >> 2) & 3) * 4, a & 3]
-    expect = 0.025 * np.sqrt(sum(g.astype(float) ** 2 for g in groups))
-    assert np.std(d / np.where(expect > 0, expect, 1)[None][..., :] , where=expect[None] > 0) \
-        == pytest.approx(1.0, rel=0.05)
+    sm = [(a >> 6) * 64, ((a >> 4) & 3) * 16, ((a >> 2) & 3) * 4, a & 3]
+    for split, groups in (("twos-complement", tc), ("sign-magnitude", sm)):
+        assert np.array_equal(sum(groups) if split == "twos-complement" else
+                              np.sign(qq) * sum(sm), qq)
+        d = np.stack([noise.paper_group_noise(qq, True, 0.025, np.random.default_rng(i), split)
+                      - qq for i in range(20)])
+        expect = 0.025 * np.sqrt(sum(g.astype(float) ** 2 for g in groups))
+        assert np.std(d / np.where(expect > 0, expect, 1)[None], where=expect[None] > 0) \
+            == pytest.approx(1.0, rel=0.05)
+    # a small negative weight carries the noise of its -64 / 48 / 12 / 3 groups
+    assert list(noise.paper_groups(np.array([-1]))[:, 0]) == [3, 12, 48, -64]
+    with pytest.raises(ValueError, match=r"^split must be"):
+        noise.paper_group_noise(qq, True, 0.025, rng, "ones")
+
+
+def test_paper_std_implied_ber():
+    assert noise.paper_ber(0.0) == 0.0
+    assert 1e-13 < noise.paper_ber(0.025) < 1e-11       # the published std: almost no errors
+    s = noise.paper_std_for_ber(0.0404)
+    assert 0.15 < s < 0.17 and noise.paper_ber(s) == pytest.approx(0.0404, rel=1e-9)
 
 
 def test_select_policies():

@@ -123,22 +123,46 @@ def test_per_column_and_per_row_modes():
     assert {t.mode for t in pm.tiles} == {"slc", "mlc"}
 
 
-def _explicit_run(pm, x):
-    """Slow, independent path: per tile, per plane, step-by-step SAR, integer S&A."""
+def _explicit_run(pm, x, first_vector=0):
+    """Slow, independent path: per tile, per vector, per plane, step-by-step SAR, integer
+    S&A; each read asks the crossbar for its held values (read noise keyed by vector and
+    plane, when on)."""
     y = np.zeros((x.shape[0], pm.shape[1]), dtype=np.int64)
     for t in pm.tiles:
         s = enc.slices_per_weight(t.mode)
         bits = pm.params.adc_bits(t.mode)
-        xt = np.zeros((x.shape[0], pm.params.rows), dtype=np.int64)
-        xt[:, :len(t.rows_idx)] = x[:, t.rows_idx]
-        part = -128 * xt.sum(1)[:, None]
-        for b in range(8):
-            held = t.crossbar.held_values((xt.astype(np.uint8) >> b) & 1)
-            codes, _ = sar_search(held, bits, pm.params.mlc_bits)
-            cw = np.array([enc.column_weight(t.mode, k) for k in range(s)])
-            part = part + enc.plane_weight(b) * (codes.reshape(x.shape[0], -1, s) * cw).sum(-1)
-        y[:, t.out_idx] += part[:, :len(t.out_idx)]
+        cw = np.array([enc.column_weight(t.mode, k) for k in range(s)])
+        for v in range(x.shape[0]):
+            xt = np.zeros(pm.params.rows, dtype=np.int64)
+            xt[:len(t.rows_idx)] = x[v, t.rows_idx]
+            part = -128 * xt.sum()
+            for b in range(8):
+                held = t.crossbar.held_values((xt.astype(np.uint8) >> b) & 1,
+                                              vector=first_vector + v, plane=b)
+                codes, _ = sar_search(held, bits, pm.params.mlc_bits)
+                part = part + enc.plane_weight(b) * (codes.reshape(-1, s) * cw).sum(-1)
+            y[v, t.out_idx] += part[:len(t.out_idx)]
     return y
+
+
+@pytest.mark.parametrize("offset", ["reference", "nominal"])
+def test_read_noise_golden_equals_per_read_path(offset):
+    rng = rng_for(f"read-{offset}")
+    W = rng.integers(-128, 128, (90, 40))
+    x = rng.integers(-128, 128, (5, 90))
+    modes = list(rng.choice(["slc", "mlc"], 40))
+    pm = program_matrix(W, modes, ber=0.0404, read_noise=0.01, seed=4, offset=offset)
+    assert pm.read_noise
+    y = pm.run(x, first_vector=10)
+    assert np.array_equal(y, _explicit_run(pm, x, first_vector=10))
+    # vector by vector with the counter gives the same words; reads are not repeatable
+    one = np.stack([pm.run(x[v], first_vector=10 + v) for v in range(5)])
+    assert np.array_equal(y, one)
+    assert not np.array_equal(pm.run(x, first_vector=0), y)
+    quiet = program_matrix(W, modes, ber=0.0404, seed=4, offset=offset)
+    assert not np.array_equal(quiet.run(x), y)
+    with pytest.raises(ValueError, match="needs vector= and plane="):
+        pm.tiles[0].crossbar.held_values(np.ones(64, dtype=int))
 
 
 @pytest.mark.parametrize("mode", ["slc", "mlc"])
@@ -255,9 +279,10 @@ def test_bad_ber(ber):
         program_matrix(np.zeros((4, 4), dtype=int), "slc", ber=ber)
 
 
-@pytest.mark.parametrize("sigma", [-0.1, float("nan"), float("inf")])
+@pytest.mark.parametrize("sigma", [-0.1, float("nan"), float("inf"), 1e15, 1001])
 def test_bad_sigma(sigma):
-    with pytest.raises(ValueError, match=r"^sigma must be a finite number >= 0, not "):
+    # a huge sigma would overflow the conductance grid: refused, the bound stated
+    with pytest.raises(ValueError, match=r"^sigma must be a number in \[0, 1000\], not "):
         program_matrix(np.zeros((4, 4), dtype=int), "slc", sigma=sigma)
 
 
@@ -274,7 +299,7 @@ def test_bad_geometry(kw, msg):
 
 
 def test_bad_noise_model():
-    with pytest.raises(ValueError, match=r"^noise must be 'multiplicative' or 'additive', not 'pink'$"):
+    with pytest.raises(ValueError, match=r"^noise must be one of 'multiplicative', 'additive', not 'pink'$"):
         program_matrix(np.zeros((4, 4), dtype=int), "slc", ber=0.01, noise="pink")
 
 
