@@ -21,29 +21,24 @@ takes 100 ns in both modes: :func:`vector_time` is 800 ns.
 
 Digital PIM (attention): :func:`head_cycles` counts the module cycles of one head's
 ``Q K^T`` and ``P V`` with :mod:`hyflexpim.models.digital_pim` (the golden model the RTL
-controller is checked against) when that module is present, else with the published
-accounting (:func:`published_head_cycles`); :func:`attention_time` spreads the heads
-round robin over the modules.
+controller is checked against: one product run per query, the operand-fetch reads
+included, idle arrays when a head has fewer keys than arrays);
+:func:`published_head_cycles` is the published accounting (273 products per cycle, all
+arrays busy) for comparison; :func:`attention_time` spreads the heads round robin over
+the modules.
 """
 
 import functools
 import math
 
 from ...base import check_choice, check_float, check_int
+from ...models import digital_pim as _dp
 from .counts import pairs
 from .params import default_params
 
 __all__ = ["array_cycles", "plane_cycles", "vector_time", "first_result_time",
            "digital_products_time", "sfu_time", "transfer_time", "head_cycles",
-           "published_head_cycles", "attention_time", "DIGITAL_PIM_MODEL"]
-
-try:  # the digital PIM golden model (models/digital_pim.py), when it is present
-    from ...models import digital_pim as _dp
-except ImportError:  # pragma: no cover - depends on the checkout
-    _dp = None
-
-#: Which accounting :func:`head_cycles` uses: "models.digital_pim" or "published".
-DIGITAL_PIM_MODEL = "models.digital_pim" if _dp is not None else "published"
+           "published_head_cycles", "attention_time"]
 
 
 def plane_cycles(mode, cols=128, read_cycles=4, slc_steps=6, mlc_steps=7):
@@ -115,17 +110,14 @@ def head_cycles(queries, keys, head_dim, causal=False, arrays=256, cols=1024):
     """Module cycles of one head: ``Q K^T`` and ``P V`` of the last ``queries`` of ``keys``
     tokens (``causal``: query ``i`` sees keys ``0..i``) on one digital PIM module.
 
-    With :mod:`hyflexpim.models.digital_pim` present: its ``scores_cycles`` plus
-    ``context_cycles`` (one product run per query over its keys, striped over the
-    arrays, with the operand-fetch reads). Otherwise :func:`published_head_cycles`.
+    :mod:`hyflexpim.models.digital_pim`'s ``scores_cycles`` plus ``context_cycles``
+    (equal to ``2 * cycles(queries, head_dim, keys)`` when not causal).
     """
     check_int("queries", queries, 0, keys)
     check_int("keys", keys, 1)
     check_int("head_dim", head_dim, 1, 1024)
     if queries == 0:
         return 0
-    if _dp is None:
-        return published_head_cycles(queries, keys, head_dim, causal, arrays, cols)
     if not causal:                                  # every query over all keys: one formula
         return 2 * _dp.cycles(queries, head_dim, keys, arrays, cols=cols, split="cols")
     return (_dp.scores_cycles(queries, keys, head_dim, True, arrays=arrays, cols=cols)
