@@ -151,7 +151,6 @@ class TB:
         self.board = lib.Scoreboard(name=name)
         self.host = Host()
         self.head = 0
-        self.runs = []          # (what, products per array, op-log slice start)
 
     async def start(self):
         d = self.dut
@@ -181,25 +180,17 @@ class TB:
         self.host.append(self.head, k, v)
 
     def scores(self, q, n_keys=0):
-        h = self.head
-        for b in self.host.score_beats(h, q, n_keys):
-            self.board.expect(b, what=f"scores head {h} n_keys {n_keys}")
-        self._run("scores", h, n_keys)
-        self.src.send({"cmd": Cmd.SCORES, "arg": n_keys})
-        for beat in _chunks(q):
-            self.src.send(beat)
+        self._product(Cmd.SCORES, q, n_keys, self.host.score_beats(self.head, q, n_keys))
 
     def context(self, p, n_keys=0):
-        h = self.head
-        for b in self.host.context_beats(h, p, n_keys):
-            self.board.expect(b, what=f"context head {h} n_keys {n_keys}")
-        self._run("context", h, n_keys)
-        self.src.send({"cmd": Cmd.CONTEXT, "arg": n_keys})
-        for beat in _chunks(p):
-            self.src.send(beat)
+        self._product(Cmd.CONTEXT, p, n_keys, self.host.context_beats(self.head, p, n_keys))
 
-    def _run(self, what, h, n_keys):
-        self.runs.append((what, -(-self.host.n_keys(h, n_keys) // A) * D))
+    def _product(self, cmd, operand, n_keys, beats):
+        for b in beats:
+            self.board.expect(b, what=f"{cmd.name} head {self.head} n_keys {n_keys}")
+        self.src.send({"cmd": cmd, "arg": n_keys})
+        for beat in _chunks(operand):
+            self.src.send(beat)
 
     # ------------------------------------------------------------------ waiting
     def busy(self):
