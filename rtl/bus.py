@@ -42,11 +42,13 @@ from amaranth.lib.memory import Memory
 from amaranth.utils import ceil_log2
 
 from ..base import Block, check_int, check_pow2
+from .registers import CONFIG_WORD, Register, RegisterMap
 
 __all__ = [
     "Kind", "header_layout", "packet_layout", "RoundRobinArbiter", "BusMonitorSignature",
-    "SharedBus", "InnerBus", "GlobalBus", "PartialSumAggregator", "AGG_REG_PARTS",
-    "AGG_REG_DEST", "config_word", "pack_packet", "unpack_packet", "check_data_width", "BLOCKS",
+    "SharedBus", "InnerBus", "GlobalBus", "PartialSumAggregator", "AggReg", "AGG_REGISTERS",
+    "AGG_REG_PARTS", "AGG_REG_DEST", "config_word", "pack_packet", "unpack_packet",
+    "check_data_width", "BLOCKS", "REGISTERS",
 ]
 
 
@@ -55,7 +57,7 @@ class Kind(enum.Enum, shape=2):
     ACTIVATION = 0   # input activations (data: packed INT8), tag: word position
     PARTIAL_SUM = 1  # an INT32 partial sum of one output, tag: accumulator slot
     RESULT = 2       # a finished output (INT32), tag: the slot it was summed in
-    CONFIG = 3       # configuration write: data[16:24] register, data[0:16] value
+    CONFIG = 3       # configuration write: data is a CONFIG word (rtl/registers.py)
 
 
 def check_data_width(data_width, *, pow2=False):
@@ -110,10 +112,13 @@ def unpack_packet(layout, bits):
 
 
 def config_word(register, value):
-    """The ``data`` of a CONFIG packet writing ``value`` (0..65535) to ``register`` (0..255)."""
-    check_int("register", register, 0, 255)
+    """The ``data`` of a CONFIG packet writing ``value`` (0..65535) to ``register``
+    (0..255, a number or a register enum member), a
+    :data:`~hyflexpim.rtl.registers.CONFIG_WORD` for inner port 0."""
+    number = register.value if isinstance(register, enum.Enum) else register
+    check_int("register", number, 0, 255)
     check_int("value", value, 0, 0xFFFF)
-    return (register << 16) | value
+    return CONFIG_WORD.const({"value": value, "register": number}).as_bits()
 
 
 class RoundRobinArbiter(wiring.Component):
@@ -344,8 +349,19 @@ class GlobalBus(SharedBus):
         return index + 1
 
 
-AGG_REG_PARTS = 0   # CONFIG register: partial sums per output (1..max_parts)
-AGG_REG_DEST = 1    # CONFIG register: destination port of the RESULT packets
+class AggReg(enum.Enum, shape=8):
+    """CONFIG registers of the :class:`PartialSumAggregator` (map: :data:`AGG_REGISTERS`)."""
+    PARTS = 0
+    DEST = 1
+
+
+AGG_REGISTERS = RegisterMap("Partial-sum aggregator", AggReg, {
+    AggReg.PARTS: Register("`init_parts` (1)", "partial sums per output, 1..`max_parts` "
+                           "(0 reads as 1): the number of row chunks of the layer"),
+    AggReg.DEST: Register("`init_dest` (0)", "bus port the RESULT packets go to"),
+}, doc="A CONFIG packet to the aggregator's bus port writes one register.")
+AGG_REG_PARTS = AggReg.PARTS.value     # the register numbers, for packet-level code
+AGG_REG_DEST = AggReg.DEST.value
 
 
 class PartialSumAggregator(wiring.Component):
@@ -355,9 +371,9 @@ class PartialSumAggregator(wiring.Component):
     complement, low ``result_width`` bits) into accumulator slot ``tag mod slots``; the
     ``parts``-th packet of a slot emits a RESULT packet (``source`` = ``port``,
     ``destination`` = the configured destination, same tag, data = the wrapped
-    ``result_width``-bit sum) on ``o`` and clears the slot. A CONFIG packet writes
-    register ``data[16:24]`` with ``data[0:16]``: :data:`AGG_REG_PARTS` (0 reads as 1),
-    :data:`AGG_REG_DEST`. Other kinds are consumed and ignored. Partial sums of
+    ``result_width``-bit sum) on ``o`` and clears the slot. A CONFIG packet writes one
+    register of :data:`AGG_REGISTERS` (parts per output, result destination). Other
+    kinds are consumed and ignored. Partial sums of
     different slots may interleave freely; one packet is taken per cycle.
 
     Parameters: ``slots`` 1..65536 (power of two), ``max_parts`` 1..65535, ``port``
@@ -434,12 +450,13 @@ class PartialSumAggregator(wiring.Component):
             wr.data.sum.eq(Mux(done, 0, new_sum)),
             wr.data.count.eq(Mux(done, 0, new_cnt)),
         ]
+        cfg = data.View(AGG_REGISTERS.layout, pkt1.data[:CONFIG_WORD.size])
         with m.If(valid1 & advance & (pkt1.header.kind == Kind.CONFIG)):
-            with m.Switch(pkt1.data[16:24]):
-                with m.Case(AGG_REG_PARTS):
-                    m.d.sync += parts.eq(pkt1.data[:16])
-                with m.Case(AGG_REG_DEST):
-                    m.d.sync += dest.eq(pkt1.data[:16])
+            with m.Switch(cfg.register):
+                with m.Case(AggReg.PARTS):
+                    m.d.sync += parts.eq(cfg.value)
+                with m.Case(AggReg.DEST):
+                    m.d.sync += dest.eq(cfg.value)
 
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
@@ -471,3 +488,5 @@ BLOCKS = [
           "partial-sum aggregation: adds the INT32 partials of each output, emits the total",
           small=dict(slots=16, max_parts=4)),
 ]
+
+REGISTERS = [AGG_REGISTERS]

@@ -3,19 +3,9 @@
 :class:`DigitalModule` sits on one port of the inner bus, like the analog modules, and
 is driven by packets (format of :mod:`hyflexpim.rtl.bus`):
 
-* CONFIG (``data = config_word(reg, value)``) writes a register:
-
-  ============================  ======  ==========================================  ========
-  register                      number  value                                       reset
-  ============================  ======  ==========================================  ========
-  :data:`DIG_REG_SCALE_IN`      0       binary16 dequantisation scale ``s1``        0x3C00
-  :data:`DIG_REG_SCALE_OUT`     1       binary16 requantisation scale ``s2``        0x3C00
-  :data:`DIG_REG_GELU`          2       bit 0: apply GELU                           1
-  :data:`DIG_REG_DEST`          3       bus port the activations go to              0
-  :data:`DIG_REG_OUTPUTS`       4       outputs per vector ``n`` (1..2**(tag_width-1))  max
-  :data:`DIG_REG_WORDS`         5       words sent per vector: ``max(value, ceil(n/B))``  0
-  ============================  ======  ==========================================  ========
-
+* CONFIG writes a register of :data:`DIG_REGISTERS` (the scales ``s1`` / ``s2``, GELU on
+  or off, the destination port, outputs per vector ``n``, words per vector; reset values
+  and meanings there and in ``docs/registers.md``).
 * RESULT, tag ``parity << (tag_width - 1) | j``, data the INT32 output ``j`` of a vector
   (what :class:`~hyflexpim.rtl.bus.PartialSumAggregator` emits): the module computes
   ``to_int8(g(from_int32(acc, s1)), s2)`` with ``g = gelu`` (or the identity when GELU
@@ -25,7 +15,7 @@ is driven by packets (format of :mod:`hyflexpim.rtl.bus`):
 
 Output: ACTIVATION packets to the DEST port, tag = word index ``w``, data = INT8
 outputs ``w * B .. w * B + B - 1`` (``B = data_width // 8``, output ``w * B + b`` in
-byte ``b``; bytes past ``n`` are 0, and so are the pad words up to DIG_REG_WORDS, which
+byte ``b``; bytes past ``n`` are 0, and so are the pad words up to ``DigReg.WORDS``, which
 fill the next layer's last row chunk). A word leaves once all its outputs have arrived;
 the words of one vector leave in order 0, 1, ..., then the next vector's (the other
 parity), so a receiver sees whole vectors one after the other. The word index is the
@@ -45,7 +35,7 @@ vector ``v`` has left (two vectors in flight, told apart by ``parity``).
 """
 
 from amaranth.hdl import Signal, Module, Const, Cat, Mux, Shape, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -55,18 +45,40 @@ from .bus import Kind, packet_layout, check_data_width
 from .fp16 import Fp16FromInt32, Fp16ToInt8
 from .sfu import GeluUnit
 from ..base import Block, check_int
+from .registers import CONFIG_WORD, Register, RegisterMap
 
-__all__ = ["DigitalModule", "DIG_REG_SCALE_IN", "DIG_REG_SCALE_OUT", "DIG_REG_GELU",
-           "DIG_REG_DEST", "DIG_REG_OUTPUTS", "DIG_REG_WORDS", "BLOCKS"]
-
-DIG_REG_SCALE_IN = 0
-DIG_REG_SCALE_OUT = 1
-DIG_REG_GELU = 2
-DIG_REG_DEST = 3
-DIG_REG_OUTPUTS = 4
-DIG_REG_WORDS = 5
+__all__ = ["DigitalModule", "DigReg", "DIG_REGISTERS", "DIG_REG_SCALE_IN", "DIG_REG_SCALE_OUT",
+           "DIG_REG_GELU", "DIG_REG_DEST", "DIG_REG_OUTPUTS", "DIG_REG_WORDS", "BLOCKS",
+           "REGISTERS"]
 
 _FP16_ONE = 0x3C00
+
+
+class DigReg(enum.Enum, shape=8):
+    """CONFIG registers of the :class:`DigitalModule` (map: :data:`DIG_REGISTERS`)."""
+    SCALE_IN = 0
+    SCALE_OUT = 1
+    GELU = 2
+    DEST = 3
+    OUTPUTS = 4
+    WORDS = 5
+
+
+DIG_REGISTERS = RegisterMap("Digital module (SFU path)", DigReg, {
+    DigReg.SCALE_IN: Register(_FP16_ONE, "binary16 dequantisation scale `s1` (INT32 -> FP16)"),
+    DigReg.SCALE_OUT: Register(_FP16_ONE, "binary16 requantisation scale `s2` (FP16 -> INT8)"),
+    DigReg.GELU: Register(1, "bit 0: apply GELU (0: the identity)"),
+    DigReg.DEST: Register(0, "bus port the activation words go to"),
+    DigReg.OUTPUTS: Register("`2**(tag_width-1)`", "outputs per vector `n` (0, or more than "
+                             "`2**(tag_width-1)`: that maximum)"),
+    DigReg.WORDS: Register(0, "words sent per vector: `max(value, ceil(n / B))`, "
+                           "`B = data_width / 8` (pad words fill the next layer's last row "
+                           "chunk; at most `2**tag_width`)"),
+}, doc="A CONFIG packet to the module's bus port writes one register; registers take "
+       "effect for results that enter after the write (configure between layers).")
+# the register numbers, for packet-level code
+DIG_REG_SCALE_IN, DIG_REG_SCALE_OUT, DIG_REG_GELU, DIG_REG_DEST, DIG_REG_OUTPUTS, \
+    DIG_REG_WORDS = (r.value for r in DigReg)
 
 
 class _Tracked:
@@ -157,12 +169,13 @@ class DigitalModule(wiring.Component):
         nwmax = -(-nmax // bpw)                         # words per vector at most
         wb = max(1, ceil_log2(nwmax))
 
-        scale_in = Signal(16, init=_FP16_ONE)
-        scale_out = Signal(16, init=_FP16_ONE)
-        gelu_on = Signal(init=1)
-        dest = Signal(self._addr_width)
+        regs = DIG_REGISTERS
+        scale_in = Signal(16, init=regs.reset(DigReg.SCALE_IN))
+        scale_out = Signal(16, init=regs.reset(DigReg.SCALE_OUT))
+        gelu_on = Signal(init=regs.reset(DigReg.GELU))
+        dest = Signal(self._addr_width, init=regs.reset(DigReg.DEST))
         n_out = Signal(range(nmax + 1), init=nmax)
-        pad_words = Signal(tw + 1)
+        pad_words = Signal(tw + 1, init=regs.reset(DigReg.WORDS))
 
         # --- input: configuration, results into the pipeline ---------------------------
         pkt = self.i.payload
@@ -183,20 +196,21 @@ class DigitalModule(wiring.Component):
             t1.side.gelu.eq(gelu_on),
             self.i.ready.eq(Mux(is_result, t1.ready, 1)),
         ]
+        cfg = data.View(DIG_REGISTERS.layout, pkt.data[:CONFIG_WORD.size])
         with m.If(self.i.valid & self.i.ready & (kind == Kind.CONFIG)):
-            value = pkt.data[:16]
-            with m.Switch(pkt.data[16:24]):
-                with m.Case(DIG_REG_SCALE_IN):
+            value = cfg.value
+            with m.Switch(cfg.register):
+                with m.Case(DigReg.SCALE_IN):
                     m.d.sync += scale_in.eq(value)
-                with m.Case(DIG_REG_SCALE_OUT):
+                with m.Case(DigReg.SCALE_OUT):
                     m.d.sync += scale_out.eq(value)
-                with m.Case(DIG_REG_GELU):
+                with m.Case(DigReg.GELU):
                     m.d.sync += gelu_on.eq(value[0])
-                with m.Case(DIG_REG_DEST):
+                with m.Case(DigReg.DEST):
                     m.d.sync += dest.eq(value)
-                with m.Case(DIG_REG_OUTPUTS):
+                with m.Case(DigReg.OUTPUTS):
                     m.d.sync += n_out.eq(Mux((value == 0) | (value > nmax), nmax, value))
-                with m.Case(DIG_REG_WORDS):
+                with m.Case(DigReg.WORDS):
                     m.d.sync += pad_words.eq(Mux(value > 2 ** tw, 2 ** tw, value))
 
         # dequant -> GELU -> requant
@@ -276,3 +290,5 @@ BLOCKS = [
           "activation words for the next layer",
           small=dict(tag_width=6)),
 ]
+
+REGISTERS = [DIG_REGISTERS]

@@ -15,21 +15,21 @@ enter by ``i``; packets leave by ``o``. ``i`` / ``o`` carry GLOBAL addresses
 (``ext_addr_width`` bits; a :class:`~hyflexpim.rtl.bus.GlobalBus` stamps the source and
 routes on the destination); the bridge translates (see :class:`Bridge`):
 
-* CONFIG in: ``data[24:32]`` names the inner port it is for (0: the bridge itself);
+* CONFIG in: the word's ``target`` (``data[24:32]``) names the inner port it is for (0:
+  the bridge itself, :data:`BRIDGE_REGISTERS`);
 * ACTIVATION in: tag = input word ``w`` of the layer's input vector (``words`` INT8
   words per row chunk, ``w = chunk * words + word in chunk``); the bridge sends a copy
   to every array whose bit is set in the chunk's scatter mask;
 * PARTIAL_SUM in: to the aggregator (a layer split over PUs); RESULT in: to the
-  ``BR_REG_RESULT_IN`` port (default: the first digital module);
+  ``BridgeReg.RESULT_IN`` port (default: the first digital module);
 * every packet an inner module sends to port 0 leaves by ``o``, with the global
   destination (and kind) of its kind's route register.
 
 Analog module protocol (tag and data of the packets it takes, ``a`` = array in module):
 
-* CONFIG, tag ``a``, data ``config_word(reg, value)``: ``reg`` < ``cols // 4``: output
-  table entry ``reg`` of array ``a`` = ``value`` (bit 15: entry used, low bits: the
-  output index the neuron slot ``reg`` computes); ``reg`` 255 (:data:`REG_MODE`): cell
-  mode of array ``a`` (0 SLC, 1 MLC). After reset every entry is unused and every array SLC.
+* CONFIG, tag ``a``: writes a register of array ``a`` (:data:`ARRAY_REGISTERS`: the
+  output table, one entry per neuron slot, and the cell mode; ``docs/registers.md``).
+  After reset every entry is unused and every array SLC.
 * ACTIVATION, tag ``a << word_bits | w``: word ``w`` of the input register of array ``a``
   (``data_width // 8`` INT8, element ``w * data_width // 8 + b`` in byte ``b``). When
   every word of a vector has arrived (in any order), the vector goes to the array; the
@@ -47,7 +47,7 @@ output of vector ``v`` has left the PU (two vectors in flight, told apart by ``p
 """
 
 from amaranth.hdl import Signal, Module, Const, Cat, Mux, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 from amaranth.utils import ceil_log2
 
@@ -57,15 +57,58 @@ from .bus import (Kind, InnerBus, PartialSumAggregator, RoundRobinArbiter, packe
                   check_data_width)
 from .digital import DigitalModule
 from ..base import Block, check_int
+from .registers import CONFIG_WORD, Register, RegisterMap
 
-__all__ = ["REG_MODE", "ENTRY_USED", "BR_REG_ROUTE", "BR_REG_RESULT_IN", "CONFIG_TARGET_SHIFT",
-           "AnalogModule", "Bridge", "ProcessingUnit", "route_value", "BLOCKS"]
+__all__ = ["ArrayReg", "ARRAY_REGISTERS", "BridgeReg", "BRIDGE_REGISTERS", "REG_MODE",
+           "ENTRY_USED", "BR_REG_ROUTE", "BR_REG_RESULT_IN", "CONFIG_TARGET_SHIFT",
+           "AnalogModule", "Bridge", "ProcessingUnit", "route_value", "BLOCKS", "REGISTERS"]
 
-REG_MODE = 255          # CONFIG register of an array's cell mode
+
+class ArrayReg(enum.Enum, shape=8):
+    """CONFIG registers of one array of an :class:`AnalogModule` (map:
+    :data:`ARRAY_REGISTERS`); the CONFIG tag selects the array."""
+    TABLE = 0
+    MODE = 255
+
+
 ENTRY_USED = 1 << 15    # bit of an output-table value that marks the entry used
-BR_REG_ROUTE = 0xF0     # bridge CONFIG registers 0xF0 + kind: route of outgoing packets
-BR_REG_RESULT_IN = 0xF8  # bridge CONFIG register: inner port of incoming RESULT packets
-CONFIG_TARGET_SHIFT = 24  # incoming CONFIG: data[24:32] = inner port it is for
+
+ARRAY_REGISTERS = RegisterMap("Analog module (one array)", ArrayReg, {
+    ArrayReg.TABLE: Register(0, "output-table entry of neuron slot `i`: bit 15 (`ENTRY_USED`) "
+                             "marks it used, the low bits are the output index the slot "
+                             "computes; unused entries send no partial sum",
+                             count="`cols // 4`"),
+    ArrayReg.MODE: Register(0, "cell mode of the array: 0 SLC, 1 MLC (`rtl.analog.Mode`)"),
+}, doc="A CONFIG packet to the module's bus port writes one register of array `a` = the "
+       "packet's tag.")
+
+
+class BridgeReg(enum.Enum, shape=8):
+    """CONFIG registers of a PU's :class:`Bridge` (map: :data:`BRIDGE_REGISTERS`)."""
+    MASK = 0x00
+    ROUTE = 0xF0
+    RESULT_IN = 0xF8
+
+
+BRIDGE_REGISTERS = RegisterMap("PU bridge (inner port 0)", BridgeReg, {
+    BridgeReg.MASK: Register(0, "bits `16 i .. 16 i + 15` of the scatter mask of row chunk "
+                             "`c` = the CONFIG tag (bit `t`: array `t` gets the chunk's "
+                             "input words)", count="`ceil(arrays / 16)`"),
+    BridgeReg.ROUTE: Register("destination 0 (IO), kind `i`",
+                              "route of packets of kind `i` (`Kind`) that inner modules send "
+                              "to port 0: they leave by `o` with global destination "
+                              "`value[0:12]` as kind `value[12:14]` (`route_value(dest, kind)`)",
+                              count=4),
+    BridgeReg.RESULT_IN: Register("the first digital module (0 without one)",
+                                  "inner port of incoming RESULT packets"),
+}, doc="A CONFIG packet entering a PU with `target` 0 writes one bridge register; with "
+       "another `target` it goes on to that inner port (tag and low 24 bits kept).")
+
+# the register numbers, for packet-level code
+REG_MODE = ArrayReg.MODE.value
+BR_REG_ROUTE = BridgeReg.ROUTE.value
+BR_REG_RESULT_IN = BridgeReg.RESULT_IN.value
+CONFIG_TARGET_SHIFT = CONFIG_WORD["target"].offset  # incoming CONFIG: target inner port
 
 
 def route_value(dest, kind):
@@ -151,8 +194,8 @@ class AnalogModule(wiring.Component):
         widx = tag[:self._word_bits] if self._word_bits else Const(0, 1)
         aidx = tag[self._word_bits:self._word_bits + self._array_bits] if self._array_bits \
             else Const(0, 1)
-        reg = pkt.data[16:24]
-        value = pkt.data[:16]
+        cfg = data.View(ARRAY_REGISTERS.layout, pkt.data[:CONFIG_WORD.size])
+        reg, value = cfg.register, cfg.value
         full = Signal(na)
         ready_act = Signal()
         for a in range(na):
@@ -177,10 +220,10 @@ class AnalogModule(wiring.Component):
                         if r < p.rows:
                             m.d.sync += x[r].eq(pkt.data[8 * b:8 * b + 8])
             with m.If(self.i.valid & self.i.ready & (kind == Kind.CONFIG) & (tag == a)):
-                with m.If(reg == REG_MODE):
+                with m.If(reg == ArrayReg.MODE):
                     m.d.sync += modes[a].eq(value[0])
                 for j in range(nmax):
-                    with m.If(reg == j):
+                    with m.If(reg.as_value() == ArrayReg.TABLE.value + j):
                         m.d.sync += [tables[a][j].out.eq(value[:tw - 1]),
                                      tables[a][j].used.eq(value[15])]
         if na < 2 ** self._array_bits:
@@ -241,19 +284,19 @@ class Bridge(wiring.Component):
 
     In (``ext_i`` -> ``bus_o``):
 
-    * CONFIG: ``data[24:32]`` = inner port ``p``. ``p = 0`` writes a bridge register
-      (``data[16:24]``, value ``data[0:16]``); ``0 < p < n_ports``: forwarded to ``p``
-      (tag and ``data[0:24]`` kept); other ``p``: dropped.
+    * CONFIG: the word's ``target`` = inner port ``p``. ``p = 0`` writes a register of
+      :data:`BRIDGE_REGISTERS`; ``0 < p < n_ports``: forwarded to ``p`` (tag and
+      ``data[0:24]`` kept); other ``p``: dropped.
     * ACTIVATION, tag ``c << word_bits | w``: one copy per array ``t`` whose bit is set
       in the scatter mask of row chunk ``c``, in array order, to its module with tag
-      ``(t % arrays_per_module) << word_bits | w``. Mask of chunk ``c``: bridge registers
-      ``m`` (``m < 0xF0``) with CONFIG tag ``c``: register ``m`` holds mask bits
-      ``16 m .. 16 m + 15``. Chunks ``c >= n_chunks`` have no mask (dropped).
-    * PARTIAL_SUM: to the aggregator; RESULT: to register :data:`BR_REG_RESULT_IN`.
+      ``(t % arrays_per_module) << word_bits | w``. Mask of chunk ``c``: registers
+      ``BridgeReg.MASK + i`` written with CONFIG tag ``c`` hold mask bits
+      ``16 i .. 16 i + 15``. Chunks ``c >= n_chunks`` have no mask (dropped).
+    * PARTIAL_SUM: to the aggregator; RESULT: to the port in ``BridgeReg.RESULT_IN``.
 
     Out (``bus_i`` -> ``ext_o``, combinational; ``source`` keeps the inner port, a
     global bus overwrites it): kind ``k`` leaves for the global
-    destination and with the kind of route register ``BR_REG_ROUTE + k``
+    destination and with the kind of route register ``BridgeReg.ROUTE + k``
     (:func:`route_value`; reset: destination 0, the IO port, kind unchanged).
     One packet (or one scatter copy) per cycle.
     """
@@ -268,7 +311,7 @@ class Bridge(wiring.Component):
         """
         n_arrays = n_modules * arrays_per_module
         mask_regs = -(-n_arrays // 16)
-        if mask_regs > BR_REG_ROUTE:
+        if mask_regs > BridgeReg.ROUTE.value - BridgeReg.MASK.value:
             raise ValueError(f"n_modules * arrays_per_module must be an integer in 1..3840 "
                              f"(bridge scatter masks), not {n_arrays!r}")
         return mask_regs
@@ -340,18 +383,18 @@ class Bridge(wiring.Component):
                          hold.header.tag.eq(tag), hold.data.eq(dat)]
             with m.Switch(pkt.header.kind):
                 with m.Case(Kind.CONFIG):
-                    target = dat[CONFIG_TARGET_SHIFT:CONFIG_TARGET_SHIFT + 8]
-                    reg, value = dat[16:24], dat[:16]
+                    cfg = data.View(BRIDGE_REGISTERS.layout, dat[:CONFIG_WORD.size])
+                    target, reg, value = cfg.target, cfg.register.as_value(), cfg.value
                     m.d.sync += hold.data.eq(dat[:CONFIG_TARGET_SHIFT])
                     with m.If(target == 0):
                         for c in range(self._n_chunks):
                             for j in range(self._mask_regs):
-                                with m.If((tag == c) & (reg == j)):
+                                with m.If((tag == c) & (reg == BridgeReg.MASK.value + j)):
                                     m.d.sync += masks[c][16 * j:16 * j + 16].eq(value)
                         for k in range(4):
-                            with m.If(reg == BR_REG_ROUTE + k):
+                            with m.If(reg == BridgeReg.ROUTE.value + k):
                                 m.d.sync += [r_dest[k].eq(value[:12]), r_kind[k].eq(value[12:14])]
-                        with m.If(reg == BR_REG_RESULT_IN):
+                        with m.If(cfg.register == BridgeReg.RESULT_IN):
                             m.d.sync += result_in.eq(value)
                     with m.Elif(target < self._n_ports):
                         m.d.sync += [single.eq(1), hold.header.destination.eq(target)]
@@ -552,3 +595,5 @@ BLOCKS = [
           "path), inner-unit bus, bridge to the global bus",
           small=dict(rows=16, cols=32, tag_width=6)),
 ]
+
+REGISTERS = [BRIDGE_REGISTERS, ARRAY_REGISTERS]

@@ -1,9 +1,10 @@
-"""Registry of generatable RTL blocks.
+"""Registry of generatable RTL blocks and of the units' CONFIG register maps.
 
 Every module in :mod:`hyflexpim.rtl` may define a module-level ``BLOCKS`` list of
-:class:`Block` entries. The registry collects them, so that ``hyflexpim verilog`` and
-``hyflexpim synth`` (and any other flow) see every block without a central list to
-edit.
+:class:`Block` entries and a ``REGISTERS`` list of
+:class:`~hyflexpim.rtl.registers.RegisterMap` entries. The registry collects them, so
+that ``hyflexpim verilog``, ``hyflexpim synth`` and ``hyflexpim registers`` (and any
+other flow) see every block and register map without a central list to edit.
 """
 
 import importlib
@@ -11,17 +12,26 @@ import pkgutil
 
 from ..base import Block
 
-__all__ = ["Block", "all_blocks", "get_block", "parse_params"]
+__all__ = ["Block", "all_blocks", "get_block", "parse_params", "all_register_maps"]
+
+
+def _rtl_modules():
+    """Every public module of :mod:`hyflexpim.rtl`, by name."""
+    from .. import rtl
+    for info in sorted(pkgutil.iter_modules(rtl.__path__), key=lambda i: i.name):
+        if not info.name.startswith("_"):
+            yield importlib.import_module(f"{rtl.__name__}.{info.name}")
+
+
+def all_register_maps():
+    """Every unit's :class:`~hyflexpim.rtl.registers.RegisterMap`, module by module."""
+    return [rmap for mod in _rtl_modules() for rmap in getattr(mod, "REGISTERS", ())]
 
 
 def all_blocks():
     """Return ``{name: Block}`` for every block of every :mod:`hyflexpim.rtl` module."""
-    from .. import rtl
     blocks = {}
-    for info in sorted(pkgutil.iter_modules(rtl.__path__), key=lambda i: i.name):
-        if info.name.startswith("_"):
-            continue
-        mod = importlib.import_module(f"{rtl.__name__}.{info.name}")
+    for mod in _rtl_modules():
         for blk in getattr(mod, "BLOCKS", ()):
             if blk.name in blocks:
                 raise RuntimeError(f"block name {blk.name!r} is defined twice")

@@ -37,11 +37,11 @@ import numpy as np
 
 import cocotb
 
-from hyflexpim.rtl.bus import Kind, config_word, AGG_REG_PARTS
-from hyflexpim.rtl.pu import BR_REG_ROUTE, CONFIG_TARGET_SHIFT, ProcessingUnit, route_value
+from hyflexpim.rtl.bus import Kind, AggReg
+from hyflexpim.rtl.pu import BridgeReg, ProcessingUnit, route_value
 from hyflexpim.tb import lib
-from hyflexpim.tb.pu_tb import (Layer, TB, crossbar_bank, cycles_per_vector, packet, pu_config,
-                                out_words, input_vectors, int8_stats, BER)
+from hyflexpim.tb.pu_tb import (Layer, TB, config, crossbar_bank, cycles_per_vector, packet,
+                                pu_config, out_words, input_vectors, int8_stats, BER)
 
 P = lib.params()
 CHIP = lib.design()
@@ -93,10 +93,10 @@ async def two_layers(dut, name, ber, gelu2, p_ready=0.7, p_valid=1.0):
     await tb.start()
     hand = Handoff(l1, xs)
     pu0_monitor(dut, tb.clock, hand.check)
-    config = (pu_config(l1, PU, pu0, act_route=pu1)
-              + pu_config(l2, PU, pu1, act_route=CHIP.IO_PORT))
+    config_packets = (pu_config(l1, PU, pu0, act_route=pu1)
+                      + pu_config(l2, PU, pu1, act_route=CHIP.IO_PORT))
     bound = 8 * len(xs) * cycles_per_vector(PU, "mlc") + 5000
-    start = await tb.run(config, xs, pu0, bound)
+    start = await tb.run(config_packets, xs, pu0, bound)
     sb = tb.scoreboard
     assert hand.checked == len(hand.expected), \
         f"PU 0 -> PU 1: {hand.checked} of {len(hand.expected)} words seen"
@@ -179,15 +179,14 @@ async def split_layer(dut, name, ber, p_ready=0.7, p_valid=1.0):
 
     pu0_monitor(dut, tb.clock, partial_sum)
     # PU 0: its chunks' sums leave as PARTIAL_SUM for PU 1; PU 1 adds one more part
-    config = pu_config(shares[0], PU, pu0) + pu_config(shares[1], PU, pu1)
+    config_packets = pu_config(shares[0], PU, pu0) + pu_config(shares[1], PU, pu1)
     for pu, parts, route in ((pu0, len(shares[0].chunks), route_value(pu1, Kind.PARTIAL_SUM)),
                              (pu1, len(shares[1].chunks) + 1,
                               route_value(CHIP.IO_PORT, Kind.RESULT))):
-        config += [(pu, Kind.CONFIG, 0, (PU.agg_port << CONFIG_TARGET_SHIFT)
-                    | config_word(AGG_REG_PARTS, parts)),
-                   (pu, Kind.CONFIG, 0, config_word(BR_REG_ROUTE + Kind.RESULT.value, route))]
+        config_packets += [config(pu, AggReg.PARTS, parts, port=PU.agg_port),
+                           config(pu, BridgeReg.ROUTE, route, index=Kind.RESULT.value)]
     bound = 8 * len(xs) * cycles_per_vector(PU, "mlc") + 5000
-    start = await tb.run(config, xs, None, bound)
+    start = await tb.run(config_packets, xs, None, bound)
     sb = tb.scoreboard
     assert len(psums) == len(xs) * n, \
         f"PU 0 -> PU 1: {len(psums)} partial sums, expected {len(xs) * n}"

@@ -14,7 +14,8 @@ module's INT8 activations must equal ``to_int8(gelu(from_int32(y, s1)), s2)``
 (:mod:`hyflexpim.models.fp16`).
 
 Parts (reused by ``tb/chip_tb.py``): :class:`Layer` (weights, mapping, golden chain),
-:func:`pu_config` (the CONFIG packets of one PU for one layer), :func:`crossbar_bank`
+:func:`pu_config` (the CONFIG packets of one PU for one layer, from the units' register
+maps through :func:`config`), :func:`crossbar_bank`
 (the analog side of a layer's arrays), :class:`LayerScoreboard` (INT32 results matched
 by tag parity, or INT8 activation words in order; nothing missing, nothing twice),
 :class:`TB` (the IO side: a :class:`~hyflexpim.tb.lib.StreamSource` on ``i``, a
@@ -36,10 +37,10 @@ from amaranth.lib import data
 
 from hyflexpim.models import program_matrix, fp16
 from hyflexpim.models.encoding import INPUT_BITS
-from hyflexpim.rtl.bus import Kind, config_word, AGG_REG_PARTS, AGG_REG_DEST
-from hyflexpim.rtl.digital import (DIG_REG_SCALE_IN, DIG_REG_SCALE_OUT, DIG_REG_GELU,
-                                   DIG_REG_DEST, DIG_REG_OUTPUTS, DIG_REG_WORDS)
-from hyflexpim.rtl.pu import (REG_MODE, ENTRY_USED, BR_REG_ROUTE, CONFIG_TARGET_SHIFT,
+from hyflexpim.rtl.analog import Mode
+from hyflexpim.rtl.bus import Kind, AggReg, AGG_REGISTERS
+from hyflexpim.rtl.digital import DigReg, DIG_REGISTERS
+from hyflexpim.rtl.pu import (ArrayReg, ARRAY_REGISTERS, BridgeReg, BRIDGE_REGISTERS, ENTRY_USED,
                               route_value)
 from hyflexpim.tb import lib
 
@@ -117,6 +118,14 @@ def out_words(pu, vals, n_words):
     return [(w, lib.pack(layout, vals[w * bpw:(w + 1) * bpw])) for w in range(n_words)]
 
 
+def config(pu_dest, register, value, *, port=0, tag=0, index=0):
+    """A CONFIG packet (destination, kind, tag, data) for PU ``pu_dest`` writing ``value``
+    to ``register`` (+ ``index``; a member of a unit's register enum) of inner ``port``."""
+    rmap = {ArrayReg: ARRAY_REGISTERS, BridgeReg: BRIDGE_REGISTERS, AggReg: AGG_REGISTERS,
+            DigReg: DIG_REGISTERS}[type(register)]
+    return pu_dest, Kind.CONFIG, tag, rmap.word(register, value, index=index, target=port)
+
+
 def pu_config(layer, pu, pu_dest, act_route=0):
     """CONFIG packets (destination, kind, tag, data) programming ``pu`` for ``layer``.
 
@@ -124,35 +133,34 @@ def pu_config(layer, pu, pu_dest, act_route=0):
     (global address). With ``layer.sfu`` set the aggregator feeds the digital module;
     otherwise INT32 RESULT packets leave the PU (to global address 0).
     """
-    cfg = []
     agg, dig = pu.agg_port, pu.digital_port(0) if pu.n_digital else None
-
-    def put(port, tag, reg, value):
-        cfg.append((pu_dest, Kind.CONFIG, tag,
-                    (port << CONFIG_TARGET_SHIFT) | config_word(reg, value)))
-
+    cfg = []
     for t, tile in enumerate(layer.tiles):
         port, a = pu.array_location(t)
-        put(port, a, REG_MODE, 1 if tile.mode == "mlc" else 0)
+        mode = Mode.MLC if tile.mode == "mlc" else Mode.SLC
+        cfg.append(config(pu_dest, ArrayReg.MODE, mode.value, port=port, tag=a))
         for j in range(pu.params.neurons("mlc")):
-            put(port, a, j, ENTRY_USED | int(tile.out_idx[j]) if j < len(tile.out_idx) else 0)
+            entry = ENTRY_USED | int(tile.out_idx[j]) if j < len(tile.out_idx) else 0
+            cfg.append(config(pu_dest, ArrayReg.TABLE, entry, port=port, tag=a, index=j))
     for c in range(layer.parts):
         mask = sum(1 << t for t in range(len(layer.tiles)) if layer.chunk(t) == c)
         for j in range(pu.mask_regs):
-            put(pu.BRIDGE_PORT, c, j, (mask >> (16 * j)) & 0xFFFF)
-    put(agg, 0, AGG_REG_PARTS, layer.parts)
-    put(pu.BRIDGE_PORT, 0, BR_REG_ROUTE + Kind.RESULT.value, route_value(0, Kind.RESULT))
-    put(pu.BRIDGE_PORT, 0, BR_REG_ROUTE + Kind.ACTIVATION.value,
-        route_value(act_route, Kind.ACTIVATION))
+            cfg.append(config(pu_dest, BridgeReg.MASK, (mask >> (16 * j)) & 0xFFFF, tag=c,
+                              index=j))
+    cfg += [config(pu_dest, AggReg.PARTS, layer.parts, port=agg),
+            config(pu_dest, BridgeReg.ROUTE, route_value(0, Kind.RESULT),
+                   index=Kind.RESULT.value),
+            config(pu_dest, BridgeReg.ROUTE, route_value(act_route, Kind.ACTIVATION),
+                   index=Kind.ACTIVATION.value)]
     if layer.sfu is None:
-        put(agg, 0, AGG_REG_DEST, 0)
+        cfg.append(config(pu_dest, AggReg.DEST, 0, port=agg))
     else:
         s1, s2, gelu = layer.sfu
-        put(agg, 0, AGG_REG_DEST, dig)
-        for reg, value in ((DIG_REG_SCALE_IN, s1), (DIG_REG_SCALE_OUT, s2),
-                           (DIG_REG_GELU, int(gelu)), (DIG_REG_DEST, 0),
-                           (DIG_REG_OUTPUTS, layer.n), (DIG_REG_WORDS, layer.out_words)):
-            put(dig, 0, reg, value)
+        cfg.append(config(pu_dest, AggReg.DEST, dig, port=agg))
+        for reg, value in ((DigReg.SCALE_IN, s1), (DigReg.SCALE_OUT, s2),
+                           (DigReg.GELU, int(gelu)), (DigReg.DEST, 0),
+                           (DigReg.OUTPUTS, layer.n), (DigReg.WORDS, layer.out_words)):
+            cfg.append(config(pu_dest, reg, value, port=dig))
     return cfg
 
 
