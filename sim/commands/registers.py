@@ -1,10 +1,8 @@
 """``hyflexpim registers [-o FILE]``: the CONFIG register maps of every unit, as Markdown."""
 
-import sys
-from pathlib import Path
-
 from ..blocks import all_register_maps
 from ...rtl.registers import markdown
+from ._output import emit
 
 NAME = "registers"
 HELP = "write the CONFIG register maps of every unit as Markdown (docs/registers.md)"
@@ -15,11 +13,5 @@ def add_arguments(p):
 
 
 def run(args):
-    text = markdown(all_register_maps())
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text)
-        print(f"wrote {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    emit(markdown(all_register_maps()), args.output)
     return 0

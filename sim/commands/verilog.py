@@ -1,9 +1,9 @@
 """``hyflexpim verilog BLOCK [-p NAME=VALUE ...] [-o FILE]``: Verilog of any RTL block."""
 
-import sys
 
 from ..blocks import all_blocks, get_block, parse_params
 from ..verilog import to_verilog
+from ._output import emit
 
 NAME = "verilog"
 HELP = "generate the Verilog of an RTL block (--list shows the blocks and parameters)"
@@ -27,11 +27,5 @@ def run(args):
     blk = get_block(args.block)
     comp = blk.build(**parse_params(blk, args.param))
     text = to_verilog(comp, args.name or f"hyflexpim_{blk.name}")
-    if args.output:
-        from pathlib import Path
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text)
-        print(f"wrote {args.output} ({len(text.splitlines())} lines)", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    emit(text, args.output, f"{len(text.splitlines())} lines")
     return 0
