@@ -380,6 +380,15 @@ def test_bottleneck_names_the_digital_pim():
     assert evaluate("bert-large", 128, 0.1)["bottleneck"] == "analog"
 
 
+def test_bottleneck_of_decoding_and_baselines():
+    r = evaluate("gpt2", 512, 0.1)                      # batch-1 generation
+    assert (r["bound"], r["bottleneck"]) == ("token latency", "analog")
+    assert evaluate("bert-large", 128, 0.1)["bound"] == "throughput"
+    assert evaluate("gpt2", 512, 0.1, "non-pim")["bottleneck"] == "dram"
+    assert evaluate("gpt2", 512, 0.1, "sprint")["bottleneck"] == "weights"
+    assert evaluate("bert-large", 512, 0.1, "sprint", gen=0)["bottleneck"] in ("mac", "weights")
+
+
 def test_energy_monotone_in_slc_rate():
     """Up to tile rounding (an SLC rank more can empty a partly used MLC column chunk:
     BERT-Base 5% -> 10% is 0.3% lower), energy grows with the SLC rate."""

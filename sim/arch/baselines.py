@@ -105,9 +105,9 @@ def evaluate_baseline(model, seq, slc=0.1, design="non-pim", *, slc_map=None, sv
         sfu_dec = kept * w["softmax_dec"] + w["sfu_tok"]
         wbw = chips * b("sprint.weight_bytes_per_s")
         macs_pre = n_pre * W + kept * w["att_pre"]
-        t_pre = max(macs_pre / mac_rate, W / wbw, sfu_pre / sfu_rate)
+        roof = {"mac": macs_pre / mac_rate, "weights": W / wbw, "sfu": sfu_pre / sfu_rate}
         macs_dec = batch * (W + kept * w["att_dec"])
-        t_dec = np.maximum(np.maximum(macs_dec / mac_rate, W / wbw), batch * sfu_dec / sfu_rate)
+        roof_dec = {"mac": macs_dec / mac_rate, "weights": W / wbw, "sfu": batch * sfu_dec / sfu_rate}
         att_macs = kept * (w["att_pre"] + float(w["att_dec"].sum()))
         weight_reads = (1 + G / batch) * W              # once per sequence, once per step per batch
         e = {"mac_linear": lin_macs * e_mac, "mac_attention": att_macs * e_mac,
@@ -124,10 +124,10 @@ def evaluate_baseline(model, seq, slc=0.1, design="non-pim", *, slc_map=None, sv
         sfu_dec = w["softmax_dec"] + w["sfu_tok"]
         macs_pre = n_pre * W + w["att_pre"]
         bytes_pre = W + n_pre * kv_tok                  # weights once; K/V written out
-        t_pre = max(macs_pre / mac_rate, bytes_pre / bw, sfu_pre / sfu_rate)
+        roof = {"mac": macs_pre / mac_rate, "dram": bytes_pre / bw, "sfu": sfu_pre / sfu_rate}
         macs_dec = batch * (W + w["att_dec"])
         bytes_dec = W + batch * kv_tok * (ctx + 1)      # weights once per step; K/V read + written
-        t_dec = np.maximum(np.maximum(macs_dec / mac_rate, bytes_dec / bw), batch * sfu_dec / sfu_rate)
+        roof_dec = {"mac": macs_dec / mac_rate, "dram": bytes_dec / bw, "sfu": batch * sfu_dec / sfu_rate}
         att_macs = w["att_pre"] + float(w["att_dec"].sum())
         w_bytes = W * (1 + G / batch)
         kv_bytes = n_pre * kv_tok + float((kv_tok * (ctx + 1)).sum())
@@ -150,12 +150,13 @@ def evaluate_baseline(model, seq, slc=0.1, design="non-pim", *, slc_map=None, sv
         kv_pass = kv_tok * n_pre * math.ceil(n_pre / reuse) / (2 if model.causal else 1)
         w_int_pre = W * math.ceil(n_pre / reuse)
         ext_pre = 5 * sfu_pre
-        t_pre = max(macs_pre / mac_rate, (w_int_pre + kv_pass) / int_bw, ext_pre / ext_bw, sfu_pre / sfu_rate)
+        roof = {"mac": macs_pre / mac_rate, "dram": (w_int_pre + kv_pass) / int_bw,
+                "host_io": ext_pre / ext_bw, "sfu": sfu_pre / sfu_rate}
         macs_dec = batch * (W + w["att_dec"])
         int_dec = W * math.ceil(batch / reuse) + batch * kv_tok * ctx
         ext_dec = 5 * batch * sfu_dec
-        t_dec = np.maximum(np.maximum(macs_dec / mac_rate, int_dec / int_bw),
-                           np.maximum(ext_dec / ext_bw, batch * sfu_dec / sfu_rate))
+        roof_dec = {"mac": macs_dec / mac_rate, "dram": int_dec / int_bw, "host_io": ext_dec / ext_bw,
+                    "sfu": batch * sfu_dec / sfu_rate}
         att_macs = w["att_pre"] + float(w["att_dec"].sum())
         w_int = w_int_pre + G * W * math.ceil(batch / reuse) / batch
         kv_int = kv_pass + float((kv_tok * ctx).sum())
@@ -165,7 +166,12 @@ def evaluate_baseline(model, seq, slc=0.1, design="non-pim", *, slc_map=None, sv
              "host_io": ext_bytes * 8 * e_ext,
              "sfu": (sfu_pre + float(sfu_dec.sum())) * p.e_sfu_input}
         extra = {"hbm_stacks": stacks, "internal_bytes_per_s": int_bw}
+    t_pre = max(roof.values())
+    roof_dec = {k: np.broadcast_to(v, ctx.shape) for k, v in roof_dec.items()}
+    t_dec = np.maximum.reduce(list(roof_dec.values()))
     gen_time = float(np.sum(t_dec)) if G else 0.0
+    if G:   # the resource that bounds most of the generation time
+        roof = {k: float(np.sum(np.where(v >= t_dec, t_dec, 0.0))) for k, v in roof_dec.items()}
     pre_tps = n_pre / t_pre if n_pre else 0.0
     tps = batch * G / gen_time if G else pre_tps
     breakdown = {k: v / S for k, v in e.items()}
@@ -179,6 +185,7 @@ def evaluate_baseline(model, seq, slc=0.1, design="non-pim", *, slc_map=None, sv
         "chips": chips, "pus_per_layer": None, "pipelines": 1,
         "prefill_tokens": n_pre, "generated_tokens": G, "prefill_tokens_per_s": pre_tps,
         "prefill_latency_s": t_pre, "generation_time_s": gen_time,
-        "period_s": t_pre, "bottleneck": None, "schedule": None,
+        "period_s": t_pre, "bottleneck": max(roof, key=roof.get),
+        "schedule": None,
         "budget": "same chips as HyFlexPIM: " + ", ".join(f"{k}={v:.4g}" for k, v in extra.items()),
     }

@@ -83,7 +83,9 @@ def bottleneck_of(busy, period):
 
 
 def _generation(pl, n_pre, G, p):
-    """Time and counts of ``G`` generated tokens after ``n_pre`` prompt tokens."""
+    """Time of ``G`` generated tokens after ``n_pre`` prompt tokens, the busy seconds per
+    resource (or, when most steps wait for one token's path through the layers, the
+    seconds of that path per resource), and whether the latency binds."""
     model, L, P, B = pl.model, pl.model.layers, pl.pus_per_layer, pl.batch
     spec = pl.spec
     ctx = np.arange(n_pre + 1, n_pre + G + 1)
@@ -101,18 +103,26 @@ def _generation(pl, n_pre, G, p):
     depth = max(lm.depth("qkv") + lm.depth("post") for lm in pl.layers)
     glob_tok = (tp_bytes_per_token(model, P) + model.hidden) / p.bus_bw
     links = pl.chips_per_pipeline - 1
-    tok_lat = (L * (depth * st0.t_first + dig_tok + sfu_tok + glob_tok)
-               + links * (p.link_latency + model.hidden / p.link_bw))
+    each = np.ones_like(dig_tok)                   # per generated token
+    path = {"analog": L * depth * st0.t_first * each, "digital_pim": L * dig_tok,
+            "sfu": L * sfu_tok, "global_bus": L * glob_tok * each,
+            "chip_link": links * (p.link_latency + model.hidden / p.link_bw) * each}
+    tok_lat = sum(path.values())
     c_min = min(min(c["qkv"], c["post"]) for c in pl.copies)
     analog_tok = math.ceil(B / c_min) * st0.t_vec
     occ = np.maximum(np.maximum(analog_tok, B * dig_tok), np.maximum(B * sfu_tok, B * bus_tok))
     glob_chip = B * min(L, pl.layers_per_chip) * glob_tok
     link_occ = B * model.hidden / p.link_bw if links else 0.0
-    step = np.maximum(tok_lat, np.maximum(occ, max(glob_chip, link_occ)))
+    rate = np.maximum(occ, max(glob_chip, link_occ))
+    step = np.maximum(tok_lat, rate)
     busy = {"analog": analog_tok * G, "digital_pim": float((B * dig_tok).sum()),
             "sfu": float((B * sfu_tok).sum()), "inner_bus": float((B * bus_tok).sum()),
             "global_bus": glob_chip * G, "chip_link": link_occ * G}
-    return float(step.sum()), busy, ctx
+    lat_bound = tok_lat >= rate
+    if lat_bound.sum() * 2 > G:
+        # most steps wait for one token's path through the layers: name its longest part
+        busy = {k: float(np.sum(v[lat_bound])) for k, v in path.items()}
+    return float(step.sum()), busy, bool(lat_bound.sum() * 2 > G)
 
 
 def evaluate_plan(pl):
@@ -164,13 +174,13 @@ def evaluate_plan(pl):
 
     # ---- decoder generation ------------------------------------------------------
     if G:
-        gen_time, busy, _ = _generation(pl, n_pre, G, p)
+        gen_time, busy, latency_bound = _generation(pl, n_pre, G, p)
         gen_tps = pl.pipelines * pl.batch * G / gen_time
         tokens_per_s = gen_tps
         latency = lat_pre + gen_time
         span = gen_time
     else:
-        gen_time, gen_tps = 0.0, 0.0
+        gen_time, gen_tps, latency_bound = 0.0, 0.0, False
         tokens_per_s = pre_tps
         latency = lat_pre
         span = period
@@ -194,6 +204,7 @@ def evaluate_plan(pl):
         "prefill_tokens_per_s": pre_tps, "prefill_latency_s": lat_pre,
         "generation_time_s": gen_time,
         "period_s": period, "bottleneck": bottleneck, "schedule": sched,
+        "bound": "token latency" if latency_bound else "throughput",
         "utilisation": _utilisation(summ, busy, span, pl),
         "prefill_busy_s": pre_busy,
         "mapping": summ,
