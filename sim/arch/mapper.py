@@ -293,8 +293,8 @@ def _resolve_name(name, entry):
         layer = entry.get("layer")
         if role not in ROLES:
             raise ValueError(f"mapping entry {name!r}: role must be one of {', '.join(ROLES)}, not {role!r}")
-        if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or layer < 0):
-            raise ValueError(f"mapping entry {name!r}: layer must be a non-negative integer, not {layer!r}")
+        if layer is not None:
+            check_int(f"mapping entry {name!r}: layer", layer, 0)
         return layer, role
     mt = re.fullmatch(r"(?:[lL](\d+)|\*)\.(\w+)", name) or re.fullmatch(r"()(\w+)", name)
     if mt and mt.group(2) in ROLES:
@@ -327,8 +327,8 @@ def _check_entry(name, e):
         if (not isinstance(sh, list) or len(sh) != 2
                 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in sh)):
             raise ValueError(f"mapping entry {name!r}: shape must be [m, n] of positive integers")
-    if "rank" in e and (isinstance(e["rank"], bool) or not isinstance(e["rank"], int) or e["rank"] < 1):
-        raise ValueError(f"mapping entry {name!r}: rank must be a positive integer, not {e['rank']!r}")
+    if "rank" in e:
+        check_int(f"mapping entry {name!r}: rank", e["rank"], 1)
     if "svd" in e:
         check_bool(f"svd of {name!r}", e["svd"])
 

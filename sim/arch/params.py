@@ -22,7 +22,6 @@ docs/architecture.md):
 """
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,12 +109,10 @@ def _part(group, key, where):
         a, p, c = e["area_mm2"], e["power_mw"], e["count"]
     except (KeyError, TypeError):
         raise ValueError(f"parameter file: {where}.{key} needs area_mm2, power_mw and count") from None
-    for name, v in (("area_mm2", a), ("power_mw", p), ("count", c)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise ValueError(f"parameter file: {where}.{key}.{name} must be a non-negative number, not {v!r}")
-    if c < 1:
-        raise ValueError(f"parameter file: {where}.{key}.count must be at least 1, not {c!r}")
-    return {"area_mm2": float(a), "power_w": float(p) * 1e-3, "count": int(c)}
+    a = check_float(f"parameter file: {where}.{key}.area_mm2", a, 0.0)
+    p = check_float(f"parameter file: {where}.{key}.power_mw", p, 0.0)
+    c = check_int(f"parameter file: {where}.{key}.count", c, 1)
+    return {"area_mm2": a, "power_w": p * 1e-3, "count": c}
 
 
 @dataclass(frozen=True)
