@@ -14,7 +14,7 @@ so they stay aligned with its pipeline under any backpressure. The ready path is
 therefore combinational through the whole chain (a stall freezes every stage holding a
 valid result, bubbles are squeezed out), which keeps one result per cycle per lane.
 
-Size: ``lanes`` is a parameter; the published SFU (DESIGN.md) has 256 lanes, the
+Size: ``lanes`` is a parameter; the published SFU has 256 lanes, the
 defaults here (constructors and the block registry) are small: 2 lanes, rows of 16.
 
 Element-wise units (:class:`ExpUnit`, :class:`GeluUnit`): one result per cycle per lane,
@@ -23,22 +23,24 @@ latency = sum of the operator latencies (``latency`` property).
 Row units (:class:`SoftmaxUnit`, :class:`LayerNormUnit`) take a row of ``n`` elements as
 ``n / lanes`` consecutive transfers and give the result row the same way. Their three
 passes over a row (one needs the row's max or mean, the next its sum or variance) are
-three stages connected by row buffers (FIFOs of beats) and once-per-row scalar queues,
-each stage working on a different row: in steady state a row enters and a row leaves
+three stages connected by row buffers (FIFOs of beats) and once-per-row scalar queues
+(:class:`~hyflexpim.rtl.stream.Queue`; a stream that feeds a row buffer and a reducer
+goes through a :class:`~hyflexpim.rtl.stream.Fork`), each stage working on a different
+row: in steady state a row enters and a row leaves
 every ``n / lanes`` cycles, one result per cycle per lane; a row's own latency is
 about one row plus the pipelines (measured figures in ``docs/sfu.md``). Reductions use
 :class:`RowReduce` (rows back to back, one beat per cycle), whose order is the golden
 model's ``reduce_row``.
 """
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, Value
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ..models.fp16 import functions as F
 from ..base import Block, check_int, check_pow2
 from .fp16 import CmpOp, Fp16AddSub, Fp16Compare, Fp16Div, Fp16Mul, Fp16Sqrt
+from .stream import Fork, Queue
 
 __all__ = ["ExpUnit", "GeluUnit", "RowReduce", "SoftmaxUnit", "LayerNormUnit", "BLOCKS"]
 
@@ -75,6 +77,11 @@ class _Chain:
         self.side = side
         self.results = []
         self.latency = 0
+
+    @property
+    def m(self):
+        """The module the chain adds to."""
+        return self._m
 
     def step(self, unit, payload, side):
         """Feed ``unit`` (payload: list over its lanes of field dicts); ``side`` is the
@@ -147,11 +154,13 @@ def _exp_steps(ch, args, keep, degree):
         q = ch.step(Fp16AddSub(lanes=lanes), [dict(a=coeffs[i], b=v, sub=0) for v in fq],
                     ch.side)
         fs = [sd["f"] for sd in ch.side]
-    # plain expressions (no comb Signals): Icarus only evaluates an always-block when an
-    # input changes, which left kc/j X when k kept its initial value
-    k = [sd["kfrac"] - 512 for sd in ch.side]
-    kc = [Mux(kk < -24, -24, Mux(kk > 15, 15, kk)) for kk in k]
-    j = [k[l] - kc[l] for l in range(lanes)]
+    # k = round(x / ln 2), kc = k clamped to the exponents _pow2 takes, j = k - kc
+    k, kc, j = ([Signal(signed(11), name=f"exp_{n}{l}") for l in range(lanes)]
+                for n in ("k", "kc", "j"))
+    for l, sd in enumerate(ch.side):
+        ch.m.d.comb += [k[l].eq(sd["kfrac"] - 512),
+                        kc[l].eq(Mux(k[l] < -24, -24, Mux(k[l] > 15, 15, k[l]))),
+                        j[l].eq(k[l] - kc[l])]
     side = [dict({n: v for n, v in sd.items() if n not in ("f", "kfrac")}, kc=kc[l])
             for l, sd in enumerate(ch.side)]
     p = ch.step(Fp16Mul(lanes=lanes), [dict(a=q[l], b=_pow2(j[l])) for l in range(lanes)], side)
@@ -434,42 +443,48 @@ class RowReduce(wiring.Component):
         return m
 
 
-def _row_fifo(m, name, width, depth):
-    m.submodules[name] = q = SyncFIFOBuffered(width=width, depth=depth)
+def _queue(m, name, shape, depth):
+    m.submodules[name] = q = Queue(shape, depth)
     return q
 
 
-def _scalar_queue(m, name, valid, payload, ready):
-    """A 3-entry queue (Amaranth's buffered FIFO takes one word per cycle from depth 3)
-    for a once-per-row scalar stream: the producer (a pipeline whose
-    stalled output would freeze it, and with it the next row's value) never waits while
-    the consumer still uses the previous row's value. ``ready``: the producer's ready to
-    drive. Returns the queue (``r_rdy``, ``r_data``, ``r_en``)."""
-    m.submodules[name] = q = SyncFIFOBuffered(width=16, depth=3)
-    m.d.comb += [q.w_en.eq(valid), q.w_data.eq(payload), ready.eq(q.w_rdy)]
-    return q
+def _feed(m, src, dst, payload):
+    """Stream ``src`` into stream ``dst``, whose payload is ``payload`` (a part of
+    ``src``'s)."""
+    m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(dst.ready), dst.payload.eq(payload)]
 
 
-def _fork(m, valid, a, b):
-    """One source (``valid``) into two sinks with ``valid``/``ready`` (``a``, ``b``:
-    (valid, ready) pairs, the valid a Signal to drive); returns the source's ready."""
-    (av, ar), (bv, br) = a, b
-    m.d.comb += [av.eq(valid & br), bv.eq(valid & ar)]
-    return ar & br
+def _fork(m, name, shape):
+    m.submodules[name] = f = Fork(shape, 2)
+    return f
+
+
+def _scalar_queue(m, name):
+    """A 3-entry :class:`Queue` (one word per cycle from depth 3) for a once-per-row
+    scalar stream: its producer (a pipeline whose stalled output would freeze it, and with
+    it the next row's value) never waits while the consumer still uses the previous
+    row's value."""
+    return _queue(m, name, 16, 3)
 
 
 def _row_join(m, name, rows, scalar, beats):
-    """A stage's input: the beats of one row from the row buffer ``rows`` paired with
-    that row's scalar (head of the queue ``scalar``), released with the row's last beat.
-    Returns the stage's :class:`_Chain`."""
-    valid = rows.r_rdy & scalar.r_rdy
+    """A stage's input: the beats of one row from the row buffer ``rows`` (a
+    :class:`Queue`) paired with that row's scalar (head of the queue ``scalar``), which
+    is released with the row's last beat. Returns the stage's :class:`_Chain`."""
+    valid = rows.o.valid & scalar.o.valid
     ch = _Chain(m, name, valid, None)
     fire = valid & ch.ready
     cnt = Signal(range(beats), name=f"{name}_beat")
     with m.If(fire):
         m.d.sync += cnt.eq(Mux(cnt == beats - 1, 0, cnt + 1))
-    m.d.comb += [rows.r_en.eq(fire), scalar.r_en.eq(fire & (cnt == beats - 1))]
+    m.d.comb += [rows.o.ready.eq(fire), scalar.o.ready.eq(fire & (cnt == beats - 1))]
     return ch
+
+
+def _close_into(m, ch, dst, payload):
+    """End the chain ``ch`` in stream ``dst`` (a queue's or fork's ``i``) with ``payload``."""
+    m.d.comb += [dst.valid.eq(ch.valid), dst.payload.eq(payload)]
+    ch.close(dst.ready)
 
 
 def _scalar_stage(m, name, src, steps):
@@ -479,9 +494,9 @@ def _scalar_stage(m, name, src, steps):
     ch = _Chain(m, name, src.valid, None)
     m.d.comb += src.ready.eq(ch.ready)
     res = steps(ch, src.payload)
-    ready = Signal(name=f"{name}_q_ready")
-    ch.close(ready)
-    return _scalar_queue(m, f"{name}_q", ch.valid, res, ready)
+    q = _scalar_queue(m, f"{name}_q")
+    _close_into(m, ch, q.i, res)
+    return q
 
 
 class _RowUnit(wiring.Component):
@@ -532,29 +547,35 @@ class SoftmaxUnit(_RowUnit):
         L, B, n, P = self._lanes, self._beats, self._n, self._slots
         m.submodules.rmax = rmax = RowReduce(op="max", n=n, lanes=L, slots=P)
         m.submodules.rsum = rsum = RowReduce(op="add", n=n, lanes=L, slots=P)
-        xq = _row_fifo(m, "xbuf", 16 * L, B + rmax.latency + _SLACK)
-        eq = _row_fifo(m, "ebuf", 16 * L, B + rsum.latency + _SLACK)
+        beat = data.ArrayLayout(16, L)
+        xq = _queue(m, "xbuf", beat, B + rmax.latency + _SLACK)
+        eq = _queue(m, "ebuf", beat, B + rsum.latency + _SLACK)
         # stage 1: input -> X and the max reducer
-        m.d.comb += [xq.w_data.eq(self.i.payload.as_value()), rmax.i.payload.eq(self.i.payload)]
-        m.d.comb += self.i.ready.eq(_fork(m, self.i.valid, (xq.w_en, xq.w_rdy),
-                                          (rmax.i.valid, rmax.i.ready)))
+        f_in = _fork(m, "fork_in", beat)
+        connect(m, flipped(self.i), f_in.i)
+        connect(m, f_in.o[0], xq.i)
+        connect(m, f_in.o[1], rmax.i)
         # stage 2: X beats with m' -> x - m' -> exp -> E and the sum reducer
-        mq = _scalar_queue(m, "mq", rmax.o.valid, rmax.o.payload, rmax.o.ready)
-        mx = mq.r_data
+        mq = _scalar_queue(m, "mq")
+        connect(m, rmax.o, mq.i)
+        mx = mq.o.payload
         mp = Mux(mx == _NEG_INF, 0, mx)
         ch = _row_join(m, "smx", xq, mq, B)
-        xs = [xq.r_data[16 * l:16 * l + 16] for l in range(L)]
+        xs = [xq.o.payload[l] for l in range(L)]
         d = ch.step(Fp16AddSub(lanes=L), [dict(a=xs[l], b=mp, sub=1) for l in range(L)],
                     [{} for _ in range(L)])
         e, _ = _exp_steps(ch, d, ch.side, self._degree)
-        m.d.comb += [eq.w_data.eq(Cat(*e)), rsum.i.payload.eq(Cat(*e))]
-        ch.close(_fork(m, ch.valid, (eq.w_en, eq.w_rdy), (rsum.i.valid, rsum.i.ready)))
+        f_exp = _fork(m, "fork_exp", beat)
+        _close_into(m, ch, f_exp.i, Cat(*e))
+        connect(m, f_exp.o[0], eq.i)
+        connect(m, f_exp.o[1], rsum.i)
         # stage 3: E beats with s -> e / s
-        sq = _scalar_queue(m, "sq", rsum.o.valid, rsum.o.payload, rsum.o.ready)
-        s = sq.r_data
+        sq = _scalar_queue(m, "sq")
+        connect(m, rsum.o, sq.i)
+        s = sq.o.payload
         dv = _row_join(m, "smd", eq, sq, B)
         q = dv.step(Fp16Div(lanes=L),
-                    [dict(a=eq.r_data[16 * l:16 * l + 16], b=s) for l in range(L)],
+                    [dict(a=eq.o.payload[l], b=s) for l in range(L)],
                     [dict(z=s[0:15] == 0)] + [{} for _ in range(L - 1)])
         m.d.comb += self.o.valid.eq(dv.valid)
         for l in range(L):
@@ -598,39 +619,42 @@ class LayerNormUnit(_RowUnit):
         L, B, n, P = self._lanes, self._beats, self._n, self._slots
         m.submodules.rsum = rsum = RowReduce(op="add", n=n, lanes=L, slots=P)
         m.submodules.rvar = rvar = RowReduce(op="add", n=n, lanes=L, slots=P)
-        xq = _row_fifo(m, "xbuf", 48 * L, B + rsum.latency + Fp16Div.LATENCY + _SLACK)
-        yq = _row_fifo(m, "ybuf", 48 * L,
-                       B + rvar.latency + Fp16AddSub.LATENCY + Fp16Sqrt.LATENCY + _SLACK)
+        xq = _queue(m, "xbuf", data.ArrayLayout(LN_LANE, L),
+                    B + rsum.latency + Fp16Div.LATENCY + _SLACK)
+        yq = _queue(m, "ybuf", 48 * L,
+                    B + rvar.latency + Fp16AddSub.LATENCY + Fp16Sqrt.LATENCY + _SLACK)
         # stage 1: input -> X and the sum reducer; mean = sum / n
-        m.d.comb += xq.w_data.eq(self.i.payload.as_value())
-        for l in range(L):
-            m.d.comb += rsum.i.payload[l].eq(self.i.payload[l].x)
-        m.d.comb += self.i.ready.eq(_fork(m, self.i.valid, (xq.w_en, xq.w_rdy),
-                                          (rsum.i.valid, rsum.i.ready)))
+        f_in = _fork(m, "fork_in", data.ArrayLayout(LN_LANE, L))
+        connect(m, flipped(self.i), f_in.i)
+        connect(m, f_in.o[0], xq.i)
+        _feed(m, f_in.o[1], rsum.i, Cat(f_in.o[1].payload[l].x for l in range(L)))
         meanq = _scalar_stage(m, "lnm", rsum.o, lambda ch, v: ch.step(
             Fp16Div(lanes=1), [dict(a=v, b=self._n16)], [{}])[0])
-        mean = meanq.r_data
+        mean = meanq.o.payload
         # stage 2: X beats with the mean -> d, u, u*u -> var reducer; {d, gamma, beta} -> Y
         vc = _row_join(m, "lnv", xq, meanq, B)
-        lane = [xq.r_data[48 * l:48 * l + 48] for l in range(L)]
+        lane = [xq.o.payload[l].as_value() for l in range(L)]
         d = vc.step(Fp16AddSub(lanes=L), [dict(a=w[0:16], b=mean, sub=1) for w in lane],
                     [dict(gb=w[16:48]) for w in lane])
         u = vc.step(Fp16Mul(lanes=L), [dict(a=v, b=F._h(1.0 / self._n ** 0.5)) for v in d],
                     [dict(sd, d=d[l]) for l, sd in enumerate(vc.side)])
         sq = vc.step(Fp16Mul(lanes=L), [dict(a=v, b=v) for v in u], vc.side)
-        m.d.comb += yq.w_data.eq(Cat(*[Cat(sd["d"], sd["gb"]) for sd in vc.side]))
-        for l in range(L):
-            m.d.comb += rvar.i.payload[l].eq(sq[l])
-        vc.close(_fork(m, vc.valid, (yq.w_en, yq.w_rdy), (rvar.i.valid, rvar.i.ready)))
+        # one fork for both: {d, gamma, beta} lanes to Y, u * u lanes to the var reducer
+        both = data.StructLayout({"y": 48 * L, "sq": data.ArrayLayout(16, L)})
+        f_var = _fork(m, "fork_var", both)
+        _close_into(m, vc, f_var.i, Cat(Cat(*[Cat(sd["d"], sd["gb"]) for sd in vc.side]),
+                                        Cat(*sq)))
+        _feed(m, f_var.o[0], yq.i, f_var.o[0].payload.y)
+        _feed(m, f_var.o[1], rvar.i, f_var.o[1].payload.sq)
         # r = sqrt(var + eps)
         def root(ch, var):
             ve = ch.step(Fp16AddSub(lanes=1), [dict(a=var, b=self._eps, sub=0)], [{}])
             return ch.step(Fp16Sqrt(lanes=1), [dict(a=ve[0])], [{}])[0]
         rq = _scalar_stage(m, "lnr", rvar.o, root)
-        r = rq.r_data
+        r = rq.o.payload
         # stage 3: Y beats with r -> (d / r) * gamma + beta
         oc = _row_join(m, "lno", yq, rq, B)
-        lane = [yq.r_data[48 * l:48 * l + 48] for l in range(L)]
+        lane = [yq.o.payload[48 * l:48 * l + 48] for l in range(L)]
         gb = [dict(g=w[16:32], b=w[32:48]) for w in lane]
         q = oc.step(Fp16Div(lanes=L), [dict(a=w[0:16], b=r) for w in lane], gb)
         qg = oc.step(Fp16Mul(lanes=L), [dict(a=q[l], b=oc.side[l]["g"]) for l in range(L)],
@@ -644,7 +668,7 @@ class LayerNormUnit(_RowUnit):
         return m
 
 
-#: The published SFU (DESIGN.md) has 256 lanes and rows of up to 512 (softmax) or 768
+#: The published SFU has 256 lanes and rows of up to 512 (softmax) or 768
 #: (layer norm) elements; that size is reached with ``-p lanes=256 -p n=...``. The
 #: registry defaults are small (the constructors' defaults) so that ``hyflexpim verilog``
 #: and ``hyflexpim synth --all`` stay quick; area grows linearly with ``lanes``

@@ -63,7 +63,8 @@ def run_cocotb(component, *, toplevel, test_module, params=None, extra_env=None,
     # Icarus in its default -g2012 mode never evaluates an ``always @*`` block whose
     # inputs keep their initial values, leaving outputs that depend only on it at X;
     # Amaranth emits such blocks for constant logic. -g2005 (given last, it wins)
-    # evaluates them once at time 0.
+    # evaluates them once at time 0, though not the never-assigned bits of a partly
+    # assigned signal (rtl/fp16.py builds its flag words from Cat for that reason).
     runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=bdir, build_args=["-g2005"],
                  timescale=("1ns", "1ps"), waves=waves, always=True, **logs)
     env = {"HYFLEXPIM_PARAMS": json.dumps(params, default=str)}
