@@ -41,7 +41,7 @@ from amaranth.utils import ceil_log2
 
 from ..models.array import ArrayParams
 from ..models.encoding import INPUT_BITS, WEIGHT_OFFSET
-from ..base import Block, check_int
+from ..base import Block, check_choice, check_int
 
 __all__ = [
     "PIPELINE_LATENCY", "Mode", "CrossbarSignature", "vector_layout", "plane_layout", "code_layout",
@@ -283,22 +283,24 @@ class ShiftAdd(wiring.Component):
 
     Parameters: ``rows``, ``cols`` (a multiple of 8), ``slc_bits``, ``mlc_bits`` (the
     code ranges, which bound the accumulator), ``result_width`` (at least the width of
-    :meth:`ArrayParams.min_result_width`, at most 64), ``modes`` (``"both"``, or
-    ``"slc"`` for an SLC-only unit without the MLC datapath, a baseline for area).
+    :meth:`ArrayParams.min_result_width`, at most 64), ``variant`` (which unit is built:
+    ``"slc_mlc"``, the reconfigurable one, or ``"slc_only"``, an SLC-only unit without
+    the MLC datapath, the baseline for area).
     Ports: ``i`` codes in column order, plane by plane; ``o`` result vectors of
-    ``cols // 4`` neurons (``cols // 8`` for ``modes="slc"``); in SLC mode neurons
+    ``cols // 4`` neurons (``cols // 8`` for ``"slc_only"``); in SLC mode neurons
     ``cols // 8`` and up are 0.
     """
 
+    VARIANTS = ("slc_mlc", "slc_only")
+
     def __init__(self, rows=64, cols=128, slc_bits=6, mlc_bits=7, result_width=32,
-                 modes="both"):
+                 variant="slc_mlc"):
         params = ArrayParams(rows=rows, cols=cols, slc_bits=slc_bits, mlc_bits=mlc_bits)
         need = params.min_result_width()
         check_int("result_width", result_width, need, 64)
-        if modes not in ("both", "slc"):
-            raise ValueError(f"modes must be 'both' or 'slc', not {modes!r}")
-        self._params, self._result_width, self._modes = params, result_width, modes
-        self._neurons = cols // 8 if modes == "slc" else cols // 4
+        check_choice("variant", variant, self.VARIANTS)
+        self._params, self._result_width, self._variant = params, result_width, variant
+        self._neurons = cols // 8 if variant == "slc_only" else cols // 4
         super().__init__({
             "i": In(stream.Signature(code_layout(rows, cols, mlc_bits))),
             "o": Out(stream.Signature(result_layout(self._neurons, result_width))),
@@ -310,6 +312,7 @@ class ShiftAdd(wiring.Component):
 
     params = property(lambda self: self._params)
     result_width = property(lambda self: self._result_width)
+    variant = property(lambda self: self._variant)
     neurons = property(lambda self: self._neurons)
     acc = property(lambda self: self._acc, doc="output register (OR), per neuron (observation)")
     partial = property(lambda self: self._partial,
@@ -318,7 +321,7 @@ class ShiftAdd(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p, rw, n = self._params, self._result_width, self._neurons
-        mlc = self._modes == "both"
+        mlc = self._variant == "slc_mlc"
         c = self.i.p
         is_mlc = (c.mode == Mode.MLC) if mlc else Const(0)
 
@@ -424,7 +427,7 @@ BLOCKS = [
           "reconfigurable 6/7-bit SAR ADC sequencer with column multiplexer control",
           small={"cols": 32, "rows": 16}),
     Block("shift_add", ShiftAdd, {"rows": 64, "cols": 128, "slc_bits": 6, "mlc_bits": 7,
-                                  "result_width": 32, "modes": "both"},
+                                  "result_width": 32, "variant": "slc_mlc"},
           "SLC/MLC shift-and-add with offset correction and output register",
           small={"rows": 16, "cols": 32}),
     Block("analog_array", AnalogArray, {"rows": 64, "cols": 128, "slc_bits": 6, "mlc_bits": 7,

@@ -113,7 +113,7 @@ def scale_180_to_65(area_um2=None, delay_ns=None, energy=None):
     }
 
 
-#: Published 65 nm figures of the design (../shared/DESIGN.md, per analog or digital
+#: Published 65 nm figures of the design (its published area table, per analog or digital
 #: module) that a synthesized block can sit beside: block -> (label, module area mm^2,
 #: units per module). Per-unit area = module area / units.
 PUBLISHED_65NM = {
@@ -497,7 +497,7 @@ def synth_all(*, small=False, outdir=DEFAULT_OUTDIR, liberty=None, timing=True, 
 #: parameters against a fixed-function baseline of the same block.
 OVERHEAD_PAIRS = [
     ("SAR ADC controller 6/7-bit vs 6-bit-only", "sar_adc", {"slc_bits": 6, "mlc_bits": 6}),
-    ("S&A SLC/MLC vs SLC-only", "shift_add", {"modes": "slc"}),
+    ("S&A SLC/MLC vs SLC-only", "shift_add", {"variant": "slc_only"}),
 ]
 #: Blocks whose sum is the digital periphery of one array.
 PERIPHERY = ("wl_driver", "sar_adc", "shift_add")

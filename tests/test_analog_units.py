@@ -94,14 +94,14 @@ def test_sar_controller_steps_trials_and_codes(slc_bits, mlc_bits):
             pos += bits
 
 
-@pytest.mark.parametrize("modes", ["both", "slc"])
-def test_shift_add_against_encoding_formula(modes):
+@pytest.mark.parametrize("variant", ["slc_mlc", "slc_only"])
+def test_shift_add_against_encoding_formula(variant):
     rows, cols = 16, 32
-    dut = ShiftAdd(rows=rows, cols=cols, slc_bits=6, mlc_bits=7, result_width=32, modes=modes)
+    dut = ShiftAdd(rows=rows, cols=cols, slc_bits=6, mlc_bits=7, result_width=32, variant=variant)
     rng = np.random.default_rng(SEED + 1)
     print(f"seed {SEED + 1}")
     vecs = []
-    for mode in (("slc", "mlc", "slc") if modes == "both" else ("slc", "slc")):
+    for mode in (("slc", "mlc", "slc") if variant == "slc_mlc" else ("slc", "slc")):
         mc = 63 if mode == "slc" else 127
         codes = rng.integers(0, mc + 1, (8, cols))
         codes[7, :4] = mc
@@ -195,7 +195,7 @@ def test_wordline_driver_planes_timing_and_xsum():
     (WordlineDriver, dict(read_cycles="4"), "read_cycles must be an integer in 1..1024, not '4'"),
     (SarAdcController, dict(slc_bits=0), "slc_bits must be an integer in 1..7, not 0"),
     (SarAdcController, dict(cols=0), "cols must be an integer in 1..1024, not 0"),
-    (ShiftAdd, dict(modes="mlc"), "modes must be 'both' or 'slc', not 'mlc'"),
+    (ShiftAdd, dict(variant="mlc"), "variant must be one of 'slc_mlc', 'slc_only', not 'mlc'"),
     (ShiftAdd, dict(result_width=65), "result_width must be an integer in 23..64, not 65"),
 ])
 def test_bad_generator_parameters(cls, kw, msg):
