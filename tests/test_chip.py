@@ -60,3 +60,11 @@ def test_chip_split_layer():
     passed, _ = _run(SMALL, dict(m=64, n=12, n_slc=4, vectors=2),
                      testcase=["split_layer_noise_off", "split_layer_noise_on"])
     assert passed == 2
+
+
+def test_chip_pu_params():
+    chip = Chip(3, **PU)
+    kw = chip.pu_params
+    assert kw["ext_addr_width"] == chip.addr_width == 2 and kw["read_cycles"] == 2
+    assert {k: v for k, v in kw.items() if k != "ext_addr_width"} == \
+        {k: v for k, v in PU.items() if k != "global_fifo_depth"}

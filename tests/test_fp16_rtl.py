@@ -181,3 +181,9 @@ def test_cocotb_lanes():
 @pytest.mark.parametrize("op", OPS)
 def test_cocotb_full(op):
     _cocotb(op, full=True)
+
+
+@pytest.mark.parametrize("cls", [rtl.Fp16AddSub, rtl.Fp16Mul, rtl.Fp16Compare, rtl.Fp16FromInt32,
+                                 rtl.Fp16ToInt8, rtl.Fp16Div, rtl.Fp16Sqrt])
+def test_class_latency_constant(cls):
+    assert cls.LATENCY == cls().latency

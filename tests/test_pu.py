@@ -105,3 +105,15 @@ def test_pu_layer_128x64_published_arrays():
     INT32 and through the SFU path."""
     passed, _ = _run(FULL, dict(m=128, n=64, n_slc=16, vectors=2))
     assert passed == 5
+
+
+def test_check_parameters_without_building():
+    """Class-level checks and latencies: no component is built to validate or to ask."""
+    kw = ProcessingUnit.check_parameters(rows=16, cols=32, tag_width=6)
+    assert kw == dict(get_block("pu").resolve(small=True))
+    assert ProcessingUnit(**kw).mask_regs == 1
+    with pytest.raises(ValueError, match=r"^n_modules must be an integer in 1\.\.64, not 0$"):
+        ProcessingUnit.check_parameters(n_modules=0)
+    assert DigitalModule.latency_of(4) == DigitalModule().latency == 97
+    with pytest.raises(ValueError, match=r"^degree must be an integer in 1\.\.8, not 0$"):
+        DigitalModule.check_parameters(degree=0)

@@ -184,3 +184,9 @@ def test_blocks_registered_and_small_builds():
         assert blocks[name].params["lanes"] <= 4
         assert blocks[name].params.get("n", 0) <= 64
         blocks[name].build(small=True)._MustUse__silence = True
+
+
+@pytest.mark.parametrize("cls", [ExpUnit, GeluUnit])
+@pytest.mark.parametrize("degree", [1, 4, 8])
+def test_latency_of_equals_the_built_units(cls, degree):
+    assert cls.latency_of(degree) == cls(degree=degree).latency

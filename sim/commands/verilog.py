@@ -1,6 +1,5 @@
 """``hyflexpim verilog BLOCK [-p NAME=VALUE ...] [-o FILE]``: Verilog of any RTL block."""
 
-
 from ..blocks import all_blocks, get_block, parse_params
 from ..verilog import to_verilog
 from ._output import emit
