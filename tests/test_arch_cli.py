@@ -45,7 +45,8 @@ def test_placement_file(tmp_path, capsys):
     f = tmp_path / "pl.json"
     assert main(["perf", "--model", "bert-base", "--seq", "128", "--placement", str(f)]) == 0
     data = json.loads(f.read_text())
-    assert data["summary"]["pus_per_layer"] >= 1 and data["tiles"]
+    assert data["summary"]["pus_per_layer"] >= 1 and data["layouts"][0]["chunks"] and data["groups"]
+    assert len(data["layers"]) == 12
 
 
 def test_sweep_csv_only(tmp_path, capsys):

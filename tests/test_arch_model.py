@@ -202,20 +202,26 @@ def test_chosen_copies_minimise_the_period(model, seq, slc, schedule):
 def test_placement_is_consistent():
     for m, s in (("bert-base", 128), ("llama-3.2-1b", 128)):
         pl = plan(m, s, 0.1)
-        tiles = pl.placement()
-        layer0 = [t for t in tiles if t["layer"] == 0]
-        assert sum(t["arrays"] for t in layer0) == pl.arrays_used(0)
+        place = pl.placement()
+        assert [e["layer"] for e in place["layers"]] == list(range(pl.model.layers))
+        assert len(place["layouts"]) == 1                    # every layer maps the same way
+        chunks = place["layouts"][0]["chunks"]
+        assert sum(t["arrays"] for t in chunks) == pl.arrays_used(0)
         used = {}
-        for t in layer0:
-            assert 0 <= t["module"] < 24 and 0 <= t["array"] < 512 and t["chip"] < pl.chips
+        for t in chunks:
+            assert 0 <= t["module"] < 24 and 0 <= t["array"] < 512 and t["pu"] < pl.pus_per_layer
             a0 = t["module"] * 512 + t["array"]
             used.setdefault(t["pu"], []).append((a0, a0 + t["arrays"]))
+            # a group is split only between column tiles
+            assert t["arrays"] == t["col_chunks"] * t["row_chunks"]
+            g = place["groups"][t["group"]]
+            assert t["row_chunks"] == math.ceil(g["rows"] / 64)
         for spans in used.values():                    # no two chunks share an array
             spans.sort()
             assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:]))
             assert spans[-1][1] <= 12288
-        for t in layer0:                               # a group is split only between column tiles
-            assert t["arrays"] == t["col_chunks"] * t["row_chunks"]
+        for e in place["layers"]:
+            assert e["chip"] < pl.chips and e["first_pu"] + pl.pus_per_layer <= 24
 
 
 def test_plan_llama_needs_tensor_parallel():

@@ -588,26 +588,36 @@ class Plan:
         }
 
     def placement(self):
-        """Tile chunks of pipeline 0 with their first array: (chip, PU, module, array)."""
+        """Where pipeline 0's tiles are, compactly (layers of one layout share it).
+
+        Returns ``{"layers": [{"layer", "chip", "first_pu", "layout"}], "layouts":
+        [{"copies", "pus", "chunks": [{"phase", "copy", "group", "col_chunk",
+        "col_chunks", "row_chunks", "arrays", "pu", "module", "array"}]}], "groups":
+        [{"matrix", "factor", "mode", "rows", "neurons", "indices"}]}``: a chunk's ``pu``
+        counts from its layer's ``first_pu``; ``group`` indexes ``groups``; ``module``
+        and ``array`` are its first array in that PU."""
         p = self.params
         C, M = p.arrays_per_pu, p.arrays_per_module
-        out = []
-        cache = {}
+        layers, layouts, groups = [], [], []
+        layout_ids, group_ids = {}, {}
         for li, (lm, c) in enumerate(zip(self.layers, self.copies)):
-            chip = li // self.layers_per_chip
-            pu0 = (li % self.layers_per_chip) * self.pus_per_layer
             key = (id(lm), c["qkv"], c["post"])
-            if key not in cache:
-                cache[key] = pack(lm, c, self.pus_per_layer, C, listing=True)
-            for phase, g, copy, start, k, pu, a in cache[key]:
-                out.append({
-                    "layer": li, "phase": phase, "copy": copy, "matrix": g.matrix, "factor": g.factor,
-                    "mode": g.mode, "rows": g.rows, "neurons": g.neurons, "indices": list(g.indices),
-                    "col_chunk": start, "col_chunks": k, "row_chunks": g.row_chunks,
-                    "arrays": k * g.row_chunks,
-                    "chip": chip, "pu": pu0 + pu, "module": a // M, "array": a % M,
-                })
-        return out
+            if key not in layout_ids:
+                chunks = []
+                for phase, g, copy, start, k, pu, a in pack(lm, c, self.pus_per_layer, C, listing=True):
+                    if id(g) not in group_ids:
+                        group_ids[id(g)] = len(groups)
+                        groups.append({"matrix": g.matrix, "factor": g.factor, "mode": g.mode,
+                                       "rows": g.rows, "neurons": g.neurons, "indices": list(g.indices)})
+                    chunks.append({"phase": phase, "copy": copy, "group": group_ids[id(g)],
+                                   "col_chunk": start, "col_chunks": k, "row_chunks": g.row_chunks,
+                                   "arrays": k * g.row_chunks, "pu": pu, "module": a // M, "array": a % M})
+                layout_ids[key] = len(layouts)
+                layouts.append({"copies": dict(c), "pus": self.pus_per_layer, "chunks": chunks})
+            layers.append({"layer": li, "chip": li // self.layers_per_chip,
+                           "first_pu": (li % self.layers_per_chip) * self.pus_per_layer,
+                           "layout": layout_ids[key]})
+        return {"layers": layers, "layouts": layouts, "groups": groups}
 
 
 def digital_usage(model, seq, batch, pus, params, rows_total=None, sequences=1):

@@ -237,7 +237,7 @@ def run(args):
         if args.design not in PIM_DESIGNS:
             raise ValueError(f"placement applies to {', '.join(PIM_DESIGNS)} only")
         pl = plan(model, seq, args.slc, args.design, **kw)
-        _write_file(args.placement, json.dumps({"summary": pl.summary(), "tiles": pl.placement()}))
+        _write_file(args.placement, json.dumps({"summary": pl.summary(), **pl.placement()}))
         print(f"wrote {args.placement}", file=sys.stderr)
     _emit(json.dumps(r, sort_keys=True) if args.json else _table(r))
     return 0
