@@ -158,7 +158,7 @@ def _round_pack(m, name, sign, exp, sig, sticky):
     with m.Else():
         m.d.comb += [r.eq(Cat(bits[:15], sign)), nx.eq(inexact), uf.eq(tiny & inexact)]
     # flags as a Cat, not a partly assigned Signal: Icarus (even with -g2005) leaves the
-    # never-assigned bits of such a Signal X (tests/test_fp16_rtl.py shows it)
+    # never-assigned bits of such a Signal X (tests/test_fp16_cocotb.py shows it)
     return r, Cat(nx, uf, of, Const(0, 2))
 
 

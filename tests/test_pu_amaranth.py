@@ -1,8 +1,9 @@
 # amaranth: UnusedElaboratable=no
-"""PU bridge (rtl/pu.py Bridge) in the Amaranth simulator: CONFIG forwarding and
+"""Processing unit (rtl/pu.py): parameter checks of the PU, its analog and digital
+modules and addresses; the bridge in the Amaranth simulator: CONFIG forwarding and
 registers, the ACTIVATION scatter, PARTIAL_SUM / RESULT delivery, and the outgoing routes
 (including RESULT leaving as PARTIAL_SUM for a layer split over PUs), under random
-backpressure."""
+backpressure. The end-to-end cocotb layer test is tests/test_pu_cocotb.py."""
 
 import random
 
@@ -10,7 +11,13 @@ import pytest
 from amaranth.sim import Simulator
 
 from hyflexpim.rtl.bus import Kind, pack_packet, unpack_packet, config_word
-from hyflexpim.rtl.pu import Bridge, BR_REG_ROUTE, BR_REG_RESULT_IN, route_value
+from hyflexpim.rtl.digital import DigitalModule
+from hyflexpim.rtl.pu import (AnalogModule, Bridge, ProcessingUnit, BR_REG_ROUTE,
+                              BR_REG_RESULT_IN, route_value)
+from hyflexpim.sim.blocks import get_block
+
+#: The registry's small PU, quick (as tests/test_pu_cocotb.py runs it).
+SMALL = get_block("pu").resolve(small=True, read_cycles=2, max_parts=4, ext_addr_width=2)
 
 KW = dict(n_modules=3, arrays_per_module=2, word_bits=2, agg_port=4, result_in=5, n_ports=6,
           addr_width=3, ext_addr_width=2, data_width=32, tag_width=6)
@@ -94,3 +101,74 @@ def test_bridge_parameter_error():
     with pytest.raises(ValueError, match=r"^n_modules \* arrays_per_module must be an integer "
                                          r"in 1\.\.3840 \(bridge scatter masks\), not 4096$"):
         Bridge(**dict(KW, n_modules=2, arrays_per_module=2048, tag_width=16))
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(n_modules=0), r"^n_modules must be an integer in 1\.\.64, not 0$"),
+    (dict(arrays_per_module=0), r"^arrays_per_module must be an integer in 1\.\.4096, not 0$"),
+    (dict(tag_width=1), r"^tag_width must be an integer in 2\.\.16, not 1$"),
+    (dict(tag_width=4, arrays_per_module=2), r"^tag_width must be an integer in 5\.\.32 to address "
+                                             r"2 arrays of 16 input words, not 4$"),
+    (dict(fifo_depth=1), r"^fifo_depth must be an integer in 2\.\.1024, not 1$"),
+    (dict(data_width=20), r"^data_width must be an integer in 32\.\.1024, not 20$"),
+    (dict(rows=0), r"^rows must be an integer in 1\.\.1024, not 0$"),
+    (dict(max_parts=0), r"^max_parts must be an integer in 1\.\.65535, not 0$"),
+    (dict(n_digital=9), r"^n_digital must be an integer in 0\.\.8, not 9$"),
+    (dict(ext_addr_width=13), r"^ext_addr_width must be an integer in 1\.\.12, not 13$"),
+    (dict(rows=24), r"^rows must be data_width/8 \(4\) times a power of two, not 24$"),
+    (dict(data_width=48, rows=12), r"^data_width must be a power of two in 32\.\.1024, not 48$"),
+])
+def test_pu_parameter_errors(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        ProcessingUnit(**kw)
+
+
+def test_module_parameter_errors():
+    with pytest.raises(ValueError, match=r"^n_arrays must be an integer in 1\.\.4096, not 0$"):
+        AnalogModule(0)
+    with pytest.raises(ValueError, match=r"^port must be an integer in 0\.\.3, not 4$"):
+        AnalogModule(2, port=4, addr_width=2)
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(port=4, addr_width=2), r"^port must be an integer in 0\.\.3, not 4$"),
+    (dict(tag_width=1), r"^tag_width must be an integer in 2\.\.16, not 1$"),
+    (dict(data_width=96), r"^data_width must be a power of two in 32\.\.1024, not 96$"),
+    (dict(data_width=30), r"^data_width must be an integer in 32\.\.1024, not 30$"),
+    (dict(addr_width=0), r"^addr_width must be an integer in 1\.\.16, not 0$"),
+])
+def test_digital_module_parameter_errors(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        DigitalModule(**kw)
+
+
+def test_route_value():
+    assert route_value(5, 1) == (1 << 12) | 5
+    with pytest.raises(ValueError, match=r"^dest must be an integer in 0\.\.4095, not 4096$"):
+        route_value(4096, 0)
+
+
+def test_blocks_build():
+    for name in ("pu", "analog_module", "digital_module"):
+        get_block(name).build(small=True)
+
+
+def test_pu_ports_and_addresses():
+    pu = ProcessingUnit(**SMALL)
+    assert pu.n_ports == 5 and pu.agg_port == 3 and pu.digital_port(0) == 4
+    assert [pu.array_location(t) for t in range(4)] == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert pu.n_chunks == 16 and pu.addr_width == 3 and pu.ext_addr_width == 2
+    assert pu.words == 4 and pu.word_bits == 2
+    with pytest.raises(ValueError, match=r"^t must be an integer in 0\.\.3, not 4$"):
+        pu.array_location(4)
+
+def test_check_parameters_without_building():
+    """Class-level checks and latencies: no component is built to validate or to ask."""
+    kw = ProcessingUnit.check_parameters(rows=16, cols=32, tag_width=6)
+    assert kw == dict(get_block("pu").resolve(small=True))
+    assert ProcessingUnit(**kw).mask_regs == 1
+    with pytest.raises(ValueError, match=r"^n_modules must be an integer in 1\.\.64, not 0$"):
+        ProcessingUnit.check_parameters(n_modules=0)
+    assert DigitalModule.latency_of(4) == DigitalModule().latency == 97
+    with pytest.raises(ValueError, match=r"^degree must be an integer in 1\.\.8, not 0$"):
+        DigitalModule.check_parameters(degree=0)

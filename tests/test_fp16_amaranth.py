@@ -1,9 +1,9 @@
 # amaranth: UnusedElaboratable=no
-"""FP16 operator units: parameter checks, Amaranth-simulator checks, cocotb on Verilog.
+"""FP16 operator units (rtl/fp16.py): parameter checks, latencies and the
+Amaranth-simulator checks (the cocotb regression is ``tests/test_fp16_cocotb.py``).
 
 Every comparison is word by word (result and flags) against the golden model
-``hyflexpim.models.fp16.ops``; seeds are printed. The full sets (>= 100k random pairs,
-unary operators exhaustive over 65,536 inputs) are marked slow.
+``hyflexpim.models.fp16.ops``; seeds are printed.
 """
 
 import random
@@ -15,7 +15,6 @@ from amaranth.sim import Simulator
 
 from hyflexpim.rtl import fp16 as rtl
 from hyflexpim.sim.blocks import all_blocks
-from hyflexpim.sim.cocotb_runner import run_block
 from hyflexpim.sim.verilog import to_verilog
 from hyflexpim.tb import fp16_tb as tb
 
@@ -154,33 +153,6 @@ def test_latency_matches_property(op, params):
     dut = tb.make_unit(op, **params)
     v = {k: a[:1] for k, a in tb.vectors(op, 1).items()}
     assert _first_result_cycle(dut, tb.pack(op, v)[0]) == dut.latency
-
-
-# ----------------------------------------------------------------------------- cocotb
-
-def _cocotb(op, full, params=None, ready=None):
-    params = dict(params or {})
-    env = {"HYFLEXPIM_FP16_SET": "full" if full else "quick", "HYFLEXPIM_SEED": SEED}
-    if ready is not None:
-        env["HYFLEXPIM_READY"] = ready
-    print(f"fp16 {op}: HYFLEXPIM_SEED={SEED} params={params}")
-    run_block(f"fp16_{op}", test_module="hyflexpim.tb.fp16_tb", params=params,
-              tb_params={"set": env["HYFLEXPIM_FP16_SET"]}, extra_env=env)
-
-
-@pytest.mark.parametrize("op", OPS)
-def test_cocotb_quick(op):
-    _cocotb(op, full=False)
-
-
-def test_cocotb_lanes():
-    _cocotb("add", full=False, params={"lanes": 4}, ready=0.5)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("op", OPS)
-def test_cocotb_full(op):
-    _cocotb(op, full=True)
 
 
 @pytest.mark.parametrize("cls", [rtl.Fp16AddSub, rtl.Fp16Mul, rtl.Fp16Compare, rtl.Fp16FromInt32,

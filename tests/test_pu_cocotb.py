@@ -1,0 +1,45 @@
+# amaranth: UnusedElaboratable=no
+"""Processing unit: the end-to-end cocotb layer test (tb/pu_tb.py). Parameter checks,
+addresses and the bridge in the Amaranth simulator are tests/test_pu_amaranth.py."""
+
+import os
+
+import pytest
+
+from hyflexpim.sim.blocks import get_block
+from hyflexpim.sim.cocotb_runner import run_block
+
+#: On top of a configuration: quicker crossbar reads, at most 4 row chunks per output and
+#: the 2-bit global addresses of a two-PU chip.
+QUICK = dict(read_cycles=2, max_parts=4, ext_addr_width=2)
+#: The registry's small PU (2 modules x 2 arrays of 16 x 32, tag_width 6), quick.
+SMALL = get_block("pu").resolve(small=True, **QUICK)
+# 128 inputs x 64 outputs on 64 x 128 arrays: 16 SLC + 48 MLC outputs per 64-row chunk
+# = 1 SLC + 2 MLC arrays, two chunks: 6 arrays.
+FULL = get_block("pu").resolve(n_modules=3, read_cycles=4, max_parts=4, ext_addr_width=2)
+
+
+def _run(pu_params, layer, testcase=None, seed=None, report=None):
+    seed = seed if seed is not None else int(os.environ.get("HYFLEXPIM_SEED", "1"))
+    print(f"cocotb seed: HYFLEXPIM_SEED={seed}")
+    env = {"HYFLEXPIM_SEED": seed}
+    if report:
+        env["HYFLEXPIM_PU_REPORT"] = report
+    return run_block("pu", test_module="hyflexpim.tb.pu_tb", params=pu_params, small=False,
+                     tb_params=layer, extra_env=env, testcase=testcase)
+
+
+def test_pu_layer_small_noise_off_and_on():
+    """32 inputs x 12 outputs (4 SLC + 8 MLC) on 16 x 32 arrays: 4 arrays, 2 row chunks;
+    INT32 results (noise off / on), then through the digital module to INT8 (GELU on with
+    noise off / on, GELU off)."""
+    passed, _ = _run(SMALL, dict(m=32, n=12, n_slc=4, vectors=2))
+    assert passed == 5
+
+
+@pytest.mark.slow
+def test_pu_layer_128x64_published_arrays():
+    """The issue's layer: 128 inputs x 64 outputs, mixed SLC/MLC, 64 x 128 arrays,
+    INT32 and through the SFU path."""
+    passed, _ = _run(FULL, dict(m=128, n=64, n_slc=16, vectors=2))
+    assert passed == 5
