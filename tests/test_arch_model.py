@@ -121,6 +121,9 @@ def test_digital_pim_cycles_from_the_golden_model():
     assert head_cycles(100, 300, 64) == 2 * dp.cycles(100, 64, 300, 256, split="cols")
     assert head_cycles(50, 300, 64, True) == (dp.scores_cycles(50, 300, 64, True)
                                              + dp.context_cycles(50, 300, 64, True))
+    for q, k in ((700, 1500), (1, 257), (256, 256), (3, 1000)):     # per-bucket counting
+        assert head_cycles(q, k, 64, True) == (dp.scores_cycles(q, k, 64, True)
+                                               + dp.context_cycles(q, k, 64, True))
     # close to the published 273 products per cycle when all arrays are busy
     prods = 2 * 1024 * 1024 * 64
     assert prods / head_cycles(1024, 1024, 64) == pytest.approx(dp.published_products_per_cycle(), rel=0.05)

@@ -22,7 +22,7 @@ from .baselines import evaluate_baseline
 from .counts import attention_counts, pairs, sfu_inputs_per_token
 from .mapper import plan as make_plan, tp_bytes_per_token, PIM_DESIGNS, DESIGNS
 from .schedule import layer_busy, layer_latency, layer_period, RESOURCES
-from .timing import head_cycles
+from .timing import query_cycles
 
 __all__ = ["ENERGY_KEYS", "LINEAR_KEYS", "linear_energy", "layer_linear_energy", "evaluate_plan",
            "evaluate", "bottleneck_of"]
@@ -92,8 +92,11 @@ def _generation(pl, n_pre, G, p):
     modules = P * p.digital_modules_per_pu
     per_module = math.ceil(model.heads / modules)
     split = max(1, modules // model.heads)
-    cyc = np.array([head_cycles(1, int(c), model.head_dim, True, p.digital_arrays_per_module,
-                                p.digital_cols) for c in ctx], dtype=np.float64)
+    A = p.digital_arrays_per_module
+    buckets = -(-ctx // A)                         # a query's run depends on ceil(keys / arrays)
+    per_bucket = {int(k): query_cycles(int(k) * A, model.head_dim, A, p.digital_cols)
+                  for k in np.unique(buckets)}
+    cyc = np.array([per_bucket[int(k)] for k in buckets], dtype=np.float64)
     dig_tok = per_module * np.ceil(cyc * spec.attention_cost / split) / p.f_clk
     sfu_in = model.heads * ctx + sfu_inputs_per_token(model)
     sfu_tok = np.ceil(sfu_in / (p.sfu_inputs_per_cycle * p.digital_modules_per_pu * P)) / p.f_clk

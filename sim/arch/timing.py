@@ -38,7 +38,7 @@ from .params import default_params
 
 __all__ = ["array_cycles", "plane_cycles", "vector_time", "first_result_time",
            "digital_products_time", "sfu_time", "transfer_time", "head_cycles",
-           "published_head_cycles", "attention_time"]
+           "published_head_cycles", "attention_time", "query_cycles"]
 
 
 def plane_cycles(mode, cols=128, read_cycles=4, slc_steps=6, mlc_steps=7):
@@ -120,8 +120,22 @@ def head_cycles(queries, keys, head_dim, causal=False, arrays=256, cols=1024):
         return 0
     if not causal:                                  # every query over all keys: one formula
         return 2 * _dp.cycles(queries, head_dim, keys, arrays, cols=cols, split="cols")
-    return (_dp.scores_cycles(queries, keys, head_dim, True, arrays=arrays, cols=cols)
-            + _dp.context_cycles(queries, keys, head_dim, True, arrays=arrays, cols=cols))
+    # causal: query i runs over i + 1 keys, striped over the arrays; its run depends on
+    # ceil((i + 1) / arrays) only, so the queries are counted per such bucket
+    first = keys - queries + 1                      # keys of the first query
+    total = 0
+    for b in range(-(-first // arrays), -(-keys // arrays) + 1):
+        lo, hi = max(first, (b - 1) * arrays + 1), min(keys, b * arrays)
+        if hi >= lo:
+            total += (hi - lo + 1) * query_cycles(b * arrays, head_dim, arrays, cols)
+    return total
+
+
+@functools.lru_cache(maxsize=65536)
+def query_cycles(keys, head_dim, arrays=256, cols=1024):
+    """Module cycles of one query's scores and context over ``keys`` keys."""
+    return (_dp.scores_cycles(1, keys, head_dim, True, arrays=arrays, cols=cols)
+            + _dp.context_cycles(1, keys, head_dim, True, arrays=arrays, cols=cols))
 
 
 def attention_time(heads, queries, keys, head_dim, causal, modules, params=None, cost=1.0):
