@@ -20,15 +20,18 @@ import time
 
 import numpy as np
 
+from ..base import check_int
 from ._torch import torch
 from . import datasets as ds
 from .svd import finetune
 from .tiny_models import TinyTransformer, MiniLMClassifier
 
-__all__ = ["TASKS", "Task", "get_task", "check_task"]
+__all__ = ["TASKS", "MAX_SEED", "Task", "get_task", "check_task"]
 
 F = torch.nn.functional
 TASKS = ("tiny", "digits", "fashion", "minilm", "austen")
+#: Largest data-split seed (NumPy's and torch's generators both take 0..2**32-1).
+MAX_SEED = 2 ** 32 - 1
 
 
 def check_task(name):
@@ -74,7 +77,10 @@ class Task:
     ``metric_name``, ``higher_is_better``, ``new_model()`` and training settings."""
 
     def __init__(self, name, *, small=False, eval_limit=None, seed=0):
-        self.name, self.small, self.seed = check_task(name), small, seed
+        self.name, self.small = check_task(name), small
+        self.seed = check_int("seed", seed, 0, MAX_SEED)
+        if eval_limit is not None:
+            eval_limit = check_int("eval_limit", eval_limit, 1)
         self.loss, self.metric = _ce, _acc
         self.metric_name, self.higher_is_better = "accuracy", True
         self.train_epochs, self.lr, self.ft_lr, self.bs = 10, 3e-3, 1e-3, 64

@@ -49,6 +49,11 @@ def slc_count(k, total):
     return min(total, int(math.floor(check_slc_percent(k) * total / 100.0 + 0.5)))
 
 
+def _check_seed(seed):
+    from ..base import check_int
+    return check_int("seed", seed, 0)
+
+
 def _order(policy, score, seed):
     if policy == "random":
         return np.random.default_rng(seed).permutation(len(score))
@@ -64,6 +69,7 @@ def select_slc(policy, k, *, score=None, weights=None, seed=0):
     boolean mask of SLC weights (ties broken by position).
     """
     check_policy(policy)
+    _check_seed(seed)
     if policy == "magnitude":
         if weights is None:
             raise ValueError("policy 'magnitude' needs the weights")
@@ -113,6 +119,7 @@ def build_mapping(policy, k, *, layers, scores=None, seed=0, task=None, score_ki
     from .svd import SVDLinear
     check_policy(policy)
     k = check_slc_percent(k)
+    _check_seed(seed)
     mats = {}
     for i, (name, layer) in enumerate(layers.items()):
         if policy == "magnitude":
@@ -160,10 +167,19 @@ def save_mapping(mapping, path):
 def load_mapping(path):
     """Read and check a mapping file; ``ValueError`` if it is not one."""
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"mapping file {p} is a folder, not a file")
     try:
-        d = json.loads(p.read_text())
+        d = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ValueError(f"mapping file {p} is not JSON: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"mapping file {p} is not UTF-8 text (byte 0x{e.object[e.start]:02x} "
+                         f"at offset {e.start})") from None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"mapping file {p} not found") from None
+    except OSError as e:
+        raise ValueError(f"cannot read the mapping file {p}: {e.strerror or e}") from None
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise ValueError(f"mapping file {p} is not a {FORMAT} file")
     if d.get("version") != VERSION:

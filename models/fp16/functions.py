@@ -40,7 +40,8 @@ import numpy as np
 from . import ops
 
 __all__ = ["exp", "softmax", "layernorm", "gelu", "reduce_row",
-           "EXP_DEGREE", "GELU_A", "GELU_B", "check_row_params"]
+           "EXP_DEGREE", "GELU_A", "GELU_B", "EPS_MIN", "EPS_MAX", "check_row_params",
+           "check_eps"]
 
 EXP_DEGREE = 4
 _U16 = np.uint16
@@ -123,6 +124,27 @@ def check_row_params(n, lanes, slots):
         raise ValueError(f"slots must be a positive integer, not {slots!r}")
 
 
+#: Layer norm ``eps``: the positive finite binary16 patterns, 0x0001 (2**-24, the
+#: smallest subnormal) .. 0x7BFF (65504). Zero is refused too: a constant row has
+#: ``var = 0`` and would give ``0 / sqrt(0)`` = NaN in every element.
+EPS_MIN, EPS_MAX = 0x0001, 0x7BFF
+
+
+def check_eps(eps):
+    """``eps`` as a ``uint16`` binary16 pattern if it is one positive finite value
+    (``EPS_MIN..EPS_MAX``); ValueError (TypeError for a non-integer) otherwise."""
+    arr = ops._bits(eps, "eps")
+    if arr.shape != ():
+        raise ValueError(f"eps must be one binary16 pattern, not an array of shape {arr.shape}")
+    v = int(arr)
+    if not EPS_MIN <= v <= EPS_MAX:
+        what = float(np.array(v, _U16).view(np.float16))
+        raise ValueError(f"eps must be a positive finite binary16 pattern in "
+                         f"0x{EPS_MIN:04X}..0x{EPS_MAX:04X} (2**-24..65504), "
+                         f"not 0x{v:04X} ({what!r})")
+    return _U16(v)
+
+
 def reduce_row(op, x, identity, *, lanes, slots):
     """Reduce the last axis of ``x`` with the binary operator ``op`` in the RTL's order.
 
@@ -181,7 +203,8 @@ def layernorm(x, gamma, beta, eps=_h(1e-5), *, lanes=4, slots=4):
     fp16(1/sqrt(N))``, ``var = sum(u_i * u_i)`` (the scaling before squaring keeps the
     sum of squares from overflowing when the row's RMS exceeds sqrt(65504/N));
     ``r = sqrt(var + eps)``; ``y_i = (d_i / r) * gamma_i + beta_i``. ``eps`` is a
-    binary16 pattern (default fp16(1e-5)); ``gamma`` and ``beta`` broadcast against ``x``.
+    binary16 pattern of a positive finite value (default fp16(1e-5); :func:`check_eps`:
+    negative, zero, Inf and NaN are refused); ``gamma`` and ``beta`` broadcast against ``x``.
     Sums use :func:`reduce_row`. ``N`` must be exactly representable in binary16.
     """
     x = ops._bits(x, "x")
@@ -190,9 +213,7 @@ def layernorm(x, gamma, beta, eps=_h(1e-5), *, lanes=4, slots=4):
     n16 = _fp16_of_int(n)
     rs = _h(1.0 / np.sqrt(n))
     gamma, beta = np.broadcast_arrays(ops._bits(gamma, "gamma"), ops._bits(beta, "beta"), x)[:2]
-    eps = ops._bits(eps, "eps")
-    if eps.shape != ():
-        raise ValueError(f"eps must be one binary16 pattern, not an array of shape {eps.shape}")
+    eps = check_eps(eps)
     mean = ops.div(reduce_row(ops.add, x, POS_ZERO, lanes=lanes, slots=slots), n16)[..., None]
     d = ops.sub(x, mean)
     u = ops.mul(d, rs)

@@ -73,6 +73,10 @@ def load_algo():
     torch.set_num_threads(int(os.environ.get("HYFLEXPIM_TORCH_THREADS", "1")))
 
 
+#: Largest --seed (the data split, torch and NumPy generators all take 0..2**32-1).
+MAX_SEED = 2 ** 32 - 1
+
+
 def check_common(args):
     if args.task not in TASKS:
         raise UsageError(f"task must be one of {', '.join(TASKS)}, not {args.task!r}")
@@ -80,6 +84,38 @@ def check_common(args):
         raise UsageError(f"mode must be 'hardware' or 'paper', not {args.mode!r}")
     if args.epochs < 0:
         raise UsageError(f"epochs must be a non-negative integer, not {args.epochs!r}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"seed must be an integer in 0..{MAX_SEED}, not {args.seed!r}")
+
+
+def check_output_file(path, what):
+    """Refuse an output file that cannot be written, before any long work: an empty
+    name, a folder, a path under a file, a folder without write permission. (A full
+    disk shows only when writing; the CLI reports that as one line too.)"""
+    from pathlib import Path
+    if not str(path).strip():
+        raise UsageError(f"{what} must name a file, not {str(path)!r}")
+    p = Path(path)
+    if p.is_dir() or str(path).endswith(("/", os.sep)):
+        raise UsageError(f"{what} {p} is a folder, not a file")
+    parent = p.parent
+    while not parent.exists():      # the nearest existing folder above (created later)
+        if parent.is_symlink():
+            raise UsageError(f"{what} {p}: {parent} is a broken symbolic link")
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{what} {p}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {p}: no permission to write in {parent}")
+    try:
+        os.stat(p)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:          # a symbolic link loop, a name too long, ...
+        raise UsageError(f"{what} {p}: {exc.strerror}") from None
+    if p.exists() and not os.access(p, os.W_OK):
+        raise UsageError(f"{what} {p}: no permission to write the file")
+    return p
 
 
 def run(args):
@@ -91,6 +127,7 @@ def run(args):
     if args.rank_select not in RANK_SELECT:
         raise UsageError(f"rank-select must be one of {', '.join(RANK_SELECT)}, "
                          f"not {args.rank_select!r}")
+    check_output_file(args.out, "--out")
     load_algo()
     rs, soft = rank_config(args)
     from ...models.algo_tasks import get_task
