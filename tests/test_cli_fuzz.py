@@ -59,6 +59,10 @@ KNOWN_BAD = [
     (r"^verilog sfu_\S* .*(\bn|slots)=\s*0*[1-9]\d{2,}",
      "rtl/sfu.py",
      "n / slots have no upper bound (n=100000, slots=100000 elaborate for minutes)"),
+    (r"^device .*--png /dev/full\b",
+     "sim/commands/device.py",
+     "--png without a .png suffix: matplotlib writes PATH.png (here /dev/full.png, a new file "
+     "in /dev) while the command prints 'wrote PATH' and exits 0"),
     (r"^verilog (wl_driver|analog_array|analog_module|pu|chip)\b.*\brows=\s*0*"
      r"([5-9]\d\d|\d{4,})",
      "rtl/analog.py",
@@ -377,6 +381,67 @@ def test_fuzz_every_command(tmp_path, monkeypatch):
     assert ran > 0
     assert not failures, f"{len(failures)} of {ran} vectors failed (seed {SEED}):\n" + \
         "\n".join(failures)
+
+
+# ---------------------------------------------------------------------------------------
+# Every path option with every bad path (deterministic; the fuzz test draws them rarely
+# for the commands it poisons)
+
+BAD_OUTPUTS = ["adir", "afile.txt/x.out", "afile.txt/sub/x.out", "loop", "adir/", "/dev/full",
+               "", "/proc/nope/x.out"]
+#: Output options, each with the rest of a cheap vector (``{}`` is the path). Folders
+#: (``--out`` of perf --sweep, demo) take only the paths that are no folder.
+OUTPUT_CASES = [
+    (["perf", "--placement", "{}", "--model", "gpt2", "--seq", "8"], BAD_OUTPUTS),
+    (["perf", "--sweep", "--no-plots", "--out", "{}"], ["afile.txt", "afile.txt/sub", "loop",
+                                                       "/dev/full", "/proc/nope/x"]),
+    (["redistribute", "--task", "tiny", "--out", "{}"], [b for b in BAD_OUTPUTS
+                                                        if b != "/dev/full"]),
+    (["demo", "--out", "{}", "--rows", "16", "--cols", "32", "--vectors", "1"],
+     ["afile.txt", "afile.txt/sub", "loop", "/dev/full", "/proc/nope/x"]),
+    (["device", "--png", "{}", "--layer-seeds", "0"], BAD_OUTPUTS),
+    (["device", "--save", "{}", "--layer-seeds", "0"], BAD_OUTPUTS),
+    (["registers", "-o", "{}"], BAD_OUTPUTS),
+    (["verilog", "wl_driver", "-p", "rows=4", "-o", "{}"], BAD_OUTPUTS),
+]
+INPUT_CASES = [["perf", "--params", "{}"], ["perf", "--baselines", "{}"],
+               ["perf", "--slc-map", "{}"], ["perf", "--model", "{}"],
+               ["accuracy", "--task", "tiny", "--mapping", "{}"], ["device", "{}"]]
+
+
+def _path_vectors(paths):
+    out = []
+    for argv, bad in OUTPUT_CASES:
+        for b in bad:
+            p = b if b.startswith("/") or not b else str(paths.root / b)
+            out.append([p if a == "{}" else a for a in argv])
+    for argv in INPUT_CASES:
+        for p in paths.inputs:
+            out.append([p if a == "{}" else a for a in argv])
+    return out
+
+
+def test_every_path_option_with_bad_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    paths = Paths(tmp_path)
+    failures, ran = [], 0
+    for argv in _path_vectors(paths):
+        if _known_bad(argv):
+            continue
+        status, _, err, tb, secs = run_in_process(argv)
+        ran += 1
+        lines = err.strip().splitlines()
+        # a command that trained before writing may print progress first; its last line
+        # must still be the one error line
+        if status == 2 and argv[0] in ("redistribute", "accuracy") and lines:
+            err = lines[-1]
+        why = problem(status, err, tb)
+        if why:
+            failures.append(f"{why} [{_owner(tb) if tb else '?'}]: hyflexpim "
+                            f"{' '.join(repr(a) if not a or ' ' in a else a for a in argv)}"
+                            f"\n    stderr: {err.strip()[:300]!r}")
+    assert ran > 100
+    assert not failures, f"{len(failures)} of {ran} path vectors failed:\n" + "\n".join(failures)
 
 
 # ---------------------------------------------------------------------------------------

@@ -90,8 +90,10 @@ def check_common(args):
 
 def check_output_file(path, what):
     """Refuse an output file that cannot be written, before any long work: an empty
-    name, a folder, a path under a file, a folder without write permission. (A full
-    disk shows only when writing; the CLI reports that as one line too.)"""
+    name, a folder, a path under a file, a folder without write permission or that
+    cannot be created (it is created here), a full file system. (A device that is full
+    only on writing, such as /dev/full, shows when the file is written; the CLI reports
+    that as one line too.)"""
     from pathlib import Path
     if not str(path).strip():
         raise UsageError(f"{what} must name a file, not {str(path)!r}")
@@ -107,6 +109,17 @@ def check_output_file(path, what):
         raise UsageError(f"{what} {p}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"{what} {p}: no permission to write in {parent}")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{what} {p}: cannot create the folder {p.parent}: "
+                         f"{exc.strerror or exc}") from None
+    try:
+        free = os.statvfs(p.parent)
+        if free.f_bavail == 0 and free.f_blocks:
+            raise UsageError(f"{what} {p}: no space left on the device of {p.parent}")
+    except (OSError, AttributeError):
+        pass
     try:
         os.stat(p)
     except FileNotFoundError:
