@@ -63,6 +63,26 @@ KNOWN_BAD = [
      "sim/commands/device.py",
      "--png without a .png suffix: matplotlib writes PATH.png (here /dev/full.png, a new file "
      "in /dev) while the command prints 'wrote PATH' and exits 0"),
+    (r"^accuracy .*--sweep\b.*--(ks|policies|modes) [,\u2423]*( |$)",
+     "sim/commands/accuracy.py",
+     "--sweep with an empty --ks / --policies / --modes list (',' or ''): IndexError "
+     "traceback after training; check the lists before load_algo()"),
+    (r"^demo .*--seed -",
+     "sim/commands/demo.py",
+     "a negative --seed runs the simulation and ends in a CocotbFailure traceback (the cause "
+     "only in sim.log); check seed first"),
+    (r"^(verilog|synth|fpga) .*(-p|--param) (\w+)=\S* .*(-p|--param) \3=",
+     "sim/blocks.py (parse_params)",
+     "the same -p NAME given twice silently keeps the last value"),
+    (r"^(verilog|synth|fpga) .*(-p|--param) \w+=0\d",
+     "sim/blocks.py (parse_params)",
+     "-p rows=010 says 'parameter rows must be a int' (grammar; say 'an integer', and that "
+     "a leading 0 is not allowed or means octal/decimal)"),
+    (r"^(verilog|synth|fpga) sfu_layernorm .*eps=\s*(0+|3174[4-9]|317[5-9]\d|31[89]\d\d|"
+     r"3[2-9]\d{3}|[4-6]\d{4})\b",
+     "rtl/sfu.py (LayerNormUnit)",
+     "eps = 0, +/-Inf, NaN or a negative pattern is accepted as a generator parameter (the "
+     "golden model refuses it: models.fp16.functions.check_eps gives the message)"),
     (r"^verilog (wl_driver|analog_array|analog_module|pu|chip)\b.*\brows=\s*0*"
      r"([5-9]\d\d|\d{4,})",
      "rtl/analog.py",
@@ -442,6 +462,57 @@ def test_every_path_option_with_bad_paths(tmp_path, monkeypatch):
                             f"\n    stderr: {err.strip()[:300]!r}")
     assert ran > 100
     assert not failures, f"{len(failures)} of {ran} path vectors failed:\n" + "\n".join(failures)
+
+
+# ---------------------------------------------------------------------------------------
+# Cases of the issue that random vectors rarely reach (those in KNOWN_BAD are skipped)
+
+#: (argument vector, regular expression the one error line must match, or None for the
+#: generic checks only).
+TARGETED = [
+    (["accuracy", "--task", "tiny", "--sweep", "--ks", ",", "--seeds", "1"], r"\bks\b"),
+    (["accuracy", "--task", "tiny", "--sweep", "--policies", "", "--seeds", "1"],
+     r"\bpolicies\b"),
+    (["accuracy", "--task", "tiny", "--sweep", "--modes", ",", "--seeds", "1"], r"\bmodes\b"),
+    (["accuracy", "--task", "tiny", "--eval-limit", "0", "--mapping", "obj.json"],
+     r"eval.limit"),
+    (["accuracy", "--task", "tiny", "--eval-limit", "-5", "--mapping", "obj.json"],
+     r"eval.limit"),
+    (["redistribute", "--task", "tiny", "--seed", "-1", "--out", "m.json"], r"^.*\bseed\b"),
+    (["accuracy", "--task", "tiny", "--seed", "-1", "--sweep"], r"\bseed\b"),
+    (["demo", "--seed", "-1", "--rows", "16", "--cols", "32", "--vectors", "1"], r"\bseed\b"),
+    (["verilog", "psum_agg", "--name", "a b"], r"\bname\b"),
+    (["verilog", "wl_driver", "-p", "rows=4", "-p", "rows=8"], r"rows"),
+    (["verilog", "wl_driver", "-p", "rows=010"], r"rows must be an integer"),
+    (["verilog", "wl_driver", "-p", "rows=1024"], None),
+    (["verilog", "fp16_add", "-p", "lanes=100000"], r"lanes must be an integer in 1\.\."),
+    (["verilog", "sfu_layernorm", "-p", "eps=48128"], r"eps must be"),     # -1.0
+    (["verilog", "sfu_layernorm", "-p", "eps=0"], r"eps must be"),
+    (["verilog", "sfu_layernorm", "-p", "eps=31744"], r"eps must be"),     # +Inf
+    (["perf", "--model", "bert-base", "--slc-map", "gate.json"], r"gate"),
+    (["perf", "--model", "bert-base", "--slc-map", "empty_map.json"], r"no matrix entries"),
+    (["perf", "--slc-map", "adir"], r"director|folder"),
+    (["synth", "sar_adc", "-p", "cols=8", "-p", "cols=16", "--generic"], r"cols"),
+]
+
+
+@pytest.mark.parametrize("argv,want", TARGETED, ids=[" ".join(a) for a, _ in TARGETED])
+def test_issue_cases(tmp_path, monkeypatch, argv, want):
+    monkeypatch.chdir(tmp_path)
+    Paths(tmp_path)
+    (tmp_path / "gate.json").write_text('{"L0.gate": {"slc_fraction": 0.5}}')
+    (tmp_path / "empty_map.json").write_text("{}")
+    bad = _known_bad(argv)
+    if bad:
+        pytest.skip(f"KNOWN_BAD ({bad[0]}): {bad[1]}")
+    status, _, err, tb, _ = run_in_process(argv, limit=30)
+    lines = err.strip().splitlines()
+    if status == 2 and argv[0] in ("redistribute", "accuracy") and lines:
+        err = lines[-1]                 # progress lines of training may come first
+    why = problem(status, err, tb)
+    assert why is None, f"{why}: {err.strip()[:300]!r} {tb or ''}"
+    if want:
+        assert status == 2 and re.search(want, err), err
 
 
 # ---------------------------------------------------------------------------------------
