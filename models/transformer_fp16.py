@@ -1,0 +1,193 @@
+"""The FP16 operations of the transformer golden model, in two bit-identical engines.
+
+The chip's FP16 numerics are defined by :mod:`hyflexpim.models.fp16` (exact integer
+arithmetic, one rounding per operator, the SFU's functions as sequences of those
+operators). That engine is exact but slow: a MiniLM-L6 review through the chip takes
+about a minute. :data:`FAST` computes the same bit patterns with NumPy's ``float16``
+and ``float64`` arithmetic:
+
+* ``add``, ``sub``, ``mul``, ``div``, ``sqrt``: NumPy rounds the float32 result of two
+  binary16 operands to binary16. Rounding twice (to 24 bits, then to 11) gives the
+  correctly rounded result for these five operations because 24 >= 2 * 11 + 2
+  (Figueroa, "When is double rounding innocuous?", SIGNUM 1995); NaN results are
+  replaced by the canonical 0x7E00 as in the reference.
+* ``from_int32``, ``to_int8``, :func:`ldexp`: the exact product fits float64's 53 bits
+  (an INT32 times an 11-bit significand), then one rounding (to binary16, or to an
+  integer and saturation).
+* ``max``, ``min``: integer keys of the bit patterns (the RISC-V ``fmax``/``fmin``
+  rules of the reference).
+* ``softmax``, ``layernorm``, ``gelu``, ``exp``: the reference's own code
+  (:mod:`hyflexpim.models.fp16.functions`, loaded a second time) with these operators
+  in place of the reference ones, so the sequence of roundings is the same by
+  construction.
+
+``tests/test_transformer_fp16.py`` checks the two engines bit for bit (random patterns,
+every special value, every input of the element-wise functions). :func:`engine` returns
+either by name; both have the same attributes.
+"""
+
+import importlib.util
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+
+from ..base import check_choice
+from .fp16 import ops as _ref_ops
+from .fp16 import functions as _ref_functions
+
+__all__ = ["ENGINES", "REFERENCE", "FAST", "engine", "ldexp_reference", "ldexp_fast",
+           "exponent", "LDEXP_MAX"]
+
+ENGINES = ("fast", "reference")
+_U16, _F16, _I32 = np.uint16, np.float16, np.int32
+#: Largest exponent adjustment :func:`ldexp` takes (any larger one already gives +-Inf or 0).
+LDEXP_MAX = 80
+
+
+def _bits(x, name="x"):
+    a = np.asarray(x)
+    return a if a.dtype == _U16 else _ref_ops._bits(a, name)
+
+
+def _canon(r):
+    """Bit patterns of the float16 array ``r``, every NaN as 0x7E00."""
+    bits = r.view(_U16)
+    return np.where(np.isnan(r), _U16(_ref_ops.CANONICAL_NAN), bits).astype(_U16)
+
+
+def _binary(fn):
+    def op(a, b):
+        x, y = _bits(a, "a").view(_F16), _bits(b, "b").view(_F16)
+        with np.errstate(all="ignore"):
+            return _canon(np.asarray(fn(x, y), dtype=_F16))
+    return op
+
+
+def _sqrt(a):
+    with np.errstate(all="ignore"):
+        return _canon(np.asarray(np.sqrt(_bits(a, "a").view(_F16)), dtype=_F16))
+
+
+def _key(x):
+    x = x.astype(_I32)
+    return np.where(x >= 0x8000, 0x7FFF - x, x)       # -0 (0x8000) -> -1, below +0
+
+
+def _minmax(want_max):
+    def op(a, b):
+        a, b = np.broadcast_arrays(_bits(a, "a"), _bits(b, "b"))
+        na, nb = _is_nan(a), _is_nan(b)
+        ka, kb = _key(a), _key(b)
+        res = np.where((ka >= kb) if want_max else (ka <= kb), a, b)
+        res = np.where(na, b, np.where(nb, a, res))
+        return np.where(na & nb, _U16(_ref_ops.CANONICAL_NAN), res).astype(_U16)
+    return op
+
+
+def _is_nan(x):
+    return (_bits(x).astype(_I32) & 0x7FFF) > 0x7C00
+
+
+def _from_int32(acc, scale):
+    acc = np.asarray(acc)
+    if acc.dtype.kind not in "iu":
+        raise TypeError(f"acc must be an integer array, not dtype {acc.dtype}")
+    if acc.size and (acc.min() < -(1 << 31) or acc.max() >= 1 << 31):
+        raise ValueError("acc must hold INT32 values")
+    s = _bits(scale, "scale").view(_F16).astype(np.float64)
+    with np.errstate(all="ignore"):
+        return _canon(np.asarray(acc.astype(np.float64) * s, dtype=_F16))
+
+
+def _to_int8(x, scale):
+    xv = _bits(x, "x").view(_F16).astype(np.float64)
+    s = _bits(scale, "scale").view(_F16).astype(np.float64)
+    with np.errstate(all="ignore"):
+        p = xv * s
+        r = np.clip(np.rint(np.nan_to_num(p, nan=0.0, posinf=127.0, neginf=-128.0)),
+                    -128, 127)
+    return r.astype(np.int8)
+
+
+def _check_shift(e):
+    e = np.asarray(e)
+    if e.dtype.kind not in "iu":
+        raise TypeError(f"e must be an integer array, not dtype {e.dtype}")
+    if e.size and np.abs(e).max() > LDEXP_MAX:
+        raise ValueError(f"e must be in -{LDEXP_MAX}..{LDEXP_MAX}, not {int(np.abs(e).max())}")
+    return e.astype(np.int64)
+
+
+def ldexp_fast(x, e):
+    """``x * 2**e`` rounded once to binary16 (RNE, gradual underflow, +-Inf on overflow)."""
+    xv = _bits(x, "x").view(_F16).astype(np.float64)
+    with np.errstate(all="ignore"):
+        return _canon(np.asarray(np.ldexp(xv, _check_shift(e)), dtype=_F16))
+
+
+def ldexp_reference(x, e):
+    """:func:`ldexp_fast` by the reference's integer rounding (``fp16.round_pack``):
+    the exponent adjuster of the SFU (sign, significand, exponent + ``e``, one rounding).
+    Zeros, infinities keep their pattern; a NaN gives 0x7E00."""
+    x = _bits(x, "x").astype(np.int64)
+    e = _check_shift(e)
+    x, e = np.broadcast_arrays(x, e)
+    sign, ef, f = x >> 15, (x >> 10) & 0x1F, x & 0x3FF
+    sig = np.where(ef != 0, f | 0x400, f)
+    k = np.maximum(ef, 1) - 25
+    res, _ = _ref_ops.round_pack(sign, sig, k + e)
+    special = ef == 0x1F
+    res = np.where(special, x, res)
+    return np.where(_is_nan(x.astype(_U16)), _U16(_ref_ops.CANONICAL_NAN), res).astype(_U16)
+
+
+def _load_functions(ops_ns):
+    """A second instance of ``fp16/functions.py`` whose operators are ``ops_ns``."""
+    name = "hyflexpim.models.fp16._functions_fast"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, _ref_functions.__file__)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.ops = ops_ns
+    sys.modules[name] = mod
+    return mod
+
+
+_fast_ops = SimpleNamespace(
+    _bits=_bits, add=_binary(np.add), sub=_binary(np.subtract), mul=_binary(np.multiply),
+    div=_binary(np.divide), sqrt=_sqrt, max=_minmax(True), min=_minmax(False),
+    is_nan=_is_nan, from_int32=_from_int32, to_int8=_to_int8,
+    CANONICAL_NAN=_ref_ops.CANONICAL_NAN, POS_INF=_ref_ops.POS_INF, NEG_INF=_ref_ops.NEG_INF)
+
+
+def _engine(name, ops_ns, functions, ldexp):
+    return SimpleNamespace(
+        name=name, add=ops_ns.add, sub=ops_ns.sub, mul=ops_ns.mul, div=ops_ns.div,
+        sqrt=ops_ns.sqrt, max=ops_ns.max, min=ops_ns.min, is_nan=ops_ns.is_nan,
+        from_int32=ops_ns.from_int32, to_int8=ops_ns.to_int8, ldexp=ldexp,
+        exp=functions.exp, softmax=functions.softmax, layernorm=functions.layernorm,
+        gelu=functions.gelu, reduce_row=functions.reduce_row)
+
+
+#: The reference engine: :mod:`hyflexpim.models.fp16` itself.
+REFERENCE = _engine("reference", _ref_ops, _ref_functions, ldexp_reference)
+#: The fast engine (module doc), bit-identical to :data:`REFERENCE`.
+FAST = _engine("fast", _fast_ops, _load_functions(_fast_ops), ldexp_fast)
+
+
+def engine(name):
+    """:data:`FAST` or :data:`REFERENCE` by name (``"fast"``, ``"reference"``)."""
+    return {"fast": FAST, "reference": REFERENCE}[check_choice("fp16 engine", name, ENGINES)]
+
+
+def exponent(x):
+    """Unbiased exponent ``floor(log2|x|)`` of finite nonzero binary16 patterns (int64);
+    subnormals included (-24..-15); 0 for zeros, infinities and NaNs."""
+    x = _bits(x, "x").astype(np.int64)
+    ef, f = (x >> 10) & 0x1F, x & 0x3FF
+    sub_e = np.floor(np.log2(np.maximum(f, 1))).astype(np.int64) - 24
+    out = np.where(ef == 0, sub_e, ef - 15)
+    return np.where(((x & 0x7FFF) == 0) | (ef == 0x1F), 0, out)
+
