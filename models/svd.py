@@ -35,6 +35,7 @@ import re
 
 import numpy as np
 
+from ..base import check_float
 from ._torch import torch, nn
 from .rank import svd_rank
 
@@ -224,6 +225,8 @@ def finetune(model, batches, loss_fn, epochs=1, lr=1e-3, weight_decay=0.01, scor
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, not {epochs!r}")
+    check_float("lr", lr, 0.0, lo_open=True)
+    check_float("weight_decay", weight_decay, 0.0)
     groups = param_groups or [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     hist = []
@@ -280,4 +283,6 @@ def evaluate(model, batches, metric_fn):
         s, c = metric_fn(model, x, y)
         tot += float(s)
         cnt += int(c)
-    return tot / max(cnt, 1)
+    if cnt == 0:        # an empty evaluation set has no metric (not 0.0)
+        raise ValueError("nothing to evaluate: the evaluation set is empty")
+    return tot / cnt
