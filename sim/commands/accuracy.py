@@ -1,4 +1,8 @@
-"""``hyflexpim accuracy``: metric of a task's model under RRAM noise; ``--sweep`` over k."""
+"""``hyflexpim accuracy``: metric of a task's model under RRAM noise; ``--sweep`` over k.
+
+``--backend chip`` runs the whole model through the chip's golden model
+(:mod:`hyflexpim.models.transformer`: every block in the chip's formats, analog GEMVs
+through ``program_matrix``), one mapping at a time."""
 
 import json
 import sys
@@ -9,6 +13,10 @@ from .redistribute import (TASKS, POLICIES, RANK_SELECT, check_common, load_algo
                            add_rank_arguments, rank_config)
 
 NAME = "accuracy"
+BACKENDS = ("faithful", "fast", "chip")
+#: Operations the chip backend can run in float (models.transformer.OPS; kept here so
+#: that the options are checked before torch is imported).
+CHIP_OPS = ("linear", "attention", "softmax", "layernorm", "gelu", "residual", "transport")
 HELP = "accuracy (or eval loss) under RRAM noise for a mapping, or a sweep over SLC rates"
 
 
@@ -17,7 +25,13 @@ def add_arguments(p):
     p.add_argument("--mapping", help="mapping JSON from 'hyflexpim redistribute' (single run)")
     p.add_argument("--mode", default="hardware", help="hardware or paper (single run)")
     p.add_argument("--backend", default=None,
-                   help="hardware mode: faithful (golden array model, default) or fast")
+                   help="hardware mode: faithful (golden array model, default), fast, or chip "
+                        "(the whole model in the chip's formats; --mapping only)")
+    p.add_argument("--no-noise", action="store_true",
+                   help="single run: evaluate with ideal (noise-free) arrays")
+    p.add_argument("--float-ops", default="",
+                   help=f"chip backend: comma-separated operations run in float instead "
+                        f"({', '.join(CHIP_OPS)})")
     p.add_argument("--sweep", action="store_true",
                    help="sweep k in {0,5,10,20,30,50,100} x policies x seeds, both noise modes")
     p.add_argument("--policies", default=",".join(POLICIES), help="comma-separated policies")
@@ -37,11 +51,14 @@ def add_arguments(p):
     p.add_argument("--out", default="accuracy", help="output prefix: PREFIX.csv, .png, .json")
 
 
-def _list(text, name, conv=str):
+def _list(text, name, conv=str, empty=False):
     try:
-        return [conv(x) for x in text.split(",") if x.strip()]
+        items = [conv(x.strip()) for x in text.split(",") if x.strip()]
     except ValueError:
         raise UsageError(f"{name} must be a comma-separated list, not {text!r}") from None
+    if not items and not empty:
+        raise UsageError(f"{name} must list at least one value, not {text!r}")
+    return items
 
 
 def run(args):
@@ -58,8 +75,25 @@ def run(args):
     for m in modes:
         if m not in ("hardware", "paper"):
             raise UsageError(f"mode must be 'hardware' or 'paper', not {m!r}")
-    if args.backend not in (None, "faithful", "fast"):
-        raise UsageError(f"backend must be 'faithful' or 'fast', not {args.backend!r}")
+    if args.backend not in (None,) + BACKENDS:
+        raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, not {args.backend!r}")
+    float_ops = _list(args.float_ops, "float-ops", empty=True)
+    for op in float_ops:
+        if op not in CHIP_OPS:
+            raise UsageError(f"float-ops must name operations of {', '.join(CHIP_OPS)}, "
+                             f"not {op!r}")
+    if float_ops and args.backend != "chip":
+        raise UsageError("--float-ops needs --backend chip")
+    if args.backend == "chip" and args.sweep:
+        raise UsageError("--backend chip evaluates one mapping (--mapping FILE), not a --sweep")
+    if args.backend == "chip" and args.mode != "hardware":
+        raise UsageError("--backend chip runs the hardware mode (A = U S, B = V^T), not "
+                         f"{args.mode!r}")
+    if args.no_noise and args.sweep:
+        raise UsageError("--no-noise is for a single run (--mapping FILE); a sweep "
+                         "always reports its noise-free INT8 references")
+    if args.eval_limit is not None and args.eval_limit < 1:
+        raise UsageError(f"eval-limit must be a positive integer, not {args.eval_limit!r}")
     if not 0 < args.ber < 0.5:
         raise UsageError(f"ber must be in (0, 0.5), not {args.ber!r}")
     if not 0 <= args.paper_std <= 1:
@@ -88,10 +122,15 @@ def run(args):
             rs, soft = mp["rank_select"], SoftRankConfig(**(mp.get("soft_threshold") or {}))
         prep = acc.prepare(task, mode, ft_epochs=args.epochs, cache=not args.no_cache,
                            rank_select=rs, soft=soft)
+        if args.backend == "chip":
+            if mode != "hardware":
+                raise UsageError(f"mapping file {args.mapping} is for the {mode} mode; "
+                                 f"--backend chip runs the hardware mode")
+            return _run_chip(args, task, prep, mp, float_ops)
         be = args.backend if mode == "hardware" else None
         for s in range(args.seeds):
             v = acc.evaluate_mapping(prep, mp, seed=s, backend=be, ber=args.ber,
-                                     paper_std=args.paper_std)
+                                     paper_std=args.paper_std, noise=not args.no_noise)
             print(f"{args.task} {mode} policy={mp['policy']} k={mp['slc_percent']:g} seed={s}: "
                   f"{task.metric_name} {v:.4f}")
         return 0
@@ -110,4 +149,22 @@ def run(args):
         print(f"{args.task} {mode}: smallest k within 1% of noise-free INT8: {ks_txt}")
     print(f"wrote {out('.csv')}, {out('.png')}, {out('.json')}",
           file=sys.stderr)
+    return 0
+
+
+def _run_chip(args, task, prep, mp, float_ops):
+    """The single evaluation of ``--backend chip``: one line per noise seed."""
+    from ...models import transformer as tr
+    from ...models import transformer_model as tm
+    model = prep.base if mp["policy"] == "magnitude" else prep.factored
+    fmt = tr.ChipFormats(attention_engine="integer", float_ops=frozenset(float_ops))
+    seeds = 1 if args.no_noise else args.seeds
+    for s in range(seeds):
+        noise = tr.Noise() if args.no_noise else tr.Noise(ber=args.ber, seed=s)
+        chip = tm.from_torch(model, mp, formats=fmt, noise=noise)
+        tot, cnt = tm.evaluate(chip, task.eval, task.metric)
+        extra = f" float-ops={','.join(float_ops)}" if float_ops else ""
+        what = "noise off" if args.no_noise else f"seed={s}"
+        print(f"{args.task} chip policy={mp['policy']} k={mp['slc_percent']:g}{extra} {what}: "
+              f"{task.metric_name} {tot / max(cnt, 1):.4f} ({cnt} samples)")
     return 0
