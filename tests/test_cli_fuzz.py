@@ -10,7 +10,7 @@ success path is long work (simulation, synthesis, training) always get one "pois
 argument that the command checks before it starts, so that a vector ends fast.
 
 Seeded: ``HYFLEXPIM_FUZZ_SEED`` (default 17), ``HYFLEXPIM_FUZZ_COUNT`` (default 250
-vectors) and ``HYFLEXPIM_FUZZ_SECONDS`` (default 35 s, whichever ends first); the seed
+vectors) and ``HYFLEXPIM_FUZZ_SECONDS`` (default 30 s, whichever ends first); the seed
 and a replay line for each failure are printed.
 """
 
@@ -34,7 +34,7 @@ from hyflexpim.sim.cli import main
 
 SEED = int(os.environ.get("HYFLEXPIM_FUZZ_SEED", "17"))
 COUNT = int(os.environ.get("HYFLEXPIM_FUZZ_COUNT", "250"))
-SECONDS = float(os.environ.get("HYFLEXPIM_FUZZ_SECONDS", "35"))
+SECONDS = float(os.environ.get("HYFLEXPIM_FUZZ_SECONDS", "30"))
 #: Time limit of one in-process invocation, in CPU seconds of this process (the machine
 #: may be shared: wall time says little), and a wall-clock backstop. A vector over it is
 #: a failure: a missing size bound, or a poison that is checked too late.
@@ -309,7 +309,7 @@ def _on_alarm(signum, frame):
 
 def run_in_process(argv, limit=PER_CALL_S):
     """``(status, stdout, stderr, traceback text or None, seconds)`` of ``main(argv)``;
-    status ``"timeout"`` past ``limit`` CPU seconds (or 5 x that in wall time)."""
+    status ``"timeout"`` past ``limit`` CPU seconds (or 4 x that in wall time)."""
     out, err = io.StringIO(), io.StringIO()
     tb = None
     status = None
@@ -321,7 +321,7 @@ def run_in_process(argv, limit=PER_CALL_S):
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             if use_timer:
                 signal.setitimer(signal.ITIMER_PROF, limit)
-                signal.setitimer(signal.ITIMER_REAL, 5 * limit)
+                signal.setitimer(signal.ITIMER_REAL, 4 * limit)
             try:
                 status = main(argv)
             finally:
