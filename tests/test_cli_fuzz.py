@@ -63,10 +63,6 @@ KNOWN_BAD = [
      "sim/commands/device.py",
      "--png without a .png suffix: matplotlib writes PATH.png (here /dev/full.png, a new file "
      "in /dev) while the command prints 'wrote PATH' and exits 0"),
-    (r"^accuracy .*--sweep\b.*--(ks|policies|modes) [,\u2423]*( |$)",
-     "sim/commands/accuracy.py",
-     "--sweep with an empty --ks / --policies / --modes list (',' or ''): IndexError "
-     "traceback after training; check the lists before load_algo()"),
     (r"^demo .*--seed -",
      "sim/commands/demo.py",
      "a negative --seed runs the simulation and ends in a CocotbFailure traceback (the cause "
