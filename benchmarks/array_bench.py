@@ -5,10 +5,21 @@
     .venv/bin/python benchmarks/array_bench.py --rtl      # RTL cycles and simulation speed
 
 Golden model workload: a 768 x 768 INT8 layer times 128 tokens, tiled over 64 x 128
-arrays, bit-serial inputs, bit-sliced weights, saturating SAR ADCs. Reference figures
-for Sandia CrossSim 3.2 on the same bit-sliced workload on this kind of machine, one
-thread: 0.84 s (SLC) and 0.46 s (MLC) (from the issue that set the target; CrossSim is
-not installed here). Timings are the best of ``--repeat`` runs.
+arrays, bit-serial inputs, bit-sliced weights, saturating SAR ADCs, on two data sets:
+``realistic`` (Gaussian weights quantized per output column, Gaussian activations
+quantized per token, as INT8 layers are) and ``uniform`` (uniform random INT8). For
+each mode, ideal and noisy (the default device at BER 4.04%, and with 1% read noise),
+it prints the run time, the time of one float32 GEMM doing the same multiply-
+accumulates as the bit-serial model (8 * tokens x m times m x n * slices, measured in
+the same process, interleaved with the runs) and their ratio (``GEMM / run``: 1.0 is
+as fast as that GEMM), whether the ideal run equals ``x @ W``, the bytes kept per cell
+(``nbytes / cells``) and, with ``--before DIR``, the same runs of another checkout of
+the package (``DIR/hyflexpim``) for the before/after figures. Timings are the best of
+``--repeat`` runs, one thread (``--threads all`` for every core).
+
+Reference figures for Sandia CrossSim 3.2 on the same bit-sliced workload on this kind
+of machine, one thread: 0.84 s (SLC) and 0.46 s (MLC) (from the issue that set the
+target; CrossSim is not installed here).
 """
 
 import argparse
@@ -21,49 +32,104 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 CROSSSIM_S = {"slc": 0.84, "mlc": 0.46}
+CASES = [("ideal", {}), ("BER 4.04%", dict(ber=0.0404, seed=1)),
+         ("+read 1%", dict(ber=0.0404, read_noise=0.01, seed=1))]
 
 
-def golden_child(threads_label, repeat):
+def workload(kind, m=768, n=768, tokens=128, seed=0):
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    if kind == "uniform":
+        return rng.integers(-128, 128, (m, n)), rng.integers(-128, 128, (tokens, m))
+    w = rng.standard_normal((m, n))
+    W = np.rint(w / np.abs(w).max(axis=0) * 127).astype(np.int64)
+    a = rng.standard_normal((tokens, m))
+    x = np.rint(a / np.abs(a).max(axis=1, keepdims=True) * 127).astype(np.int64)
+    return W, x
+
+
+def deep_nbytes(obj):
+    """Bytes of every numpy array reachable from ``obj`` (attributes, lists, dicts), each
+    memory buffer counted once: what a programmed matrix keeps, whatever its layout."""
+    import numpy as np
+    seen, bufs, stack = set(), {}, [obj]
+    while stack:
+        o = stack.pop()
+        if id(o) in seen or isinstance(o, (str, bytes, int, float, type(None))):
+            continue
+        seen.add(id(o))
+        if isinstance(o, np.ndarray):
+            base = o
+            while isinstance(base.base, np.ndarray):
+                base = base.base
+            bufs[id(base)] = base.nbytes
+        elif isinstance(o, dict):
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple, set)):
+            stack.extend(o)
+        elif hasattr(o, "__dict__") and type(o).__module__.startswith("hyflexpim"):
+            stack.extend(vars(o).values())
+    return sum(bufs.values())
+
+
+def golden_child(label, repeat, kinds, cases):
     import numpy as np
     from hyflexpim.models import program_matrix
-    rng = np.random.default_rng(0)
-    W = rng.integers(-128, 128, (768, 768))
-    x = rng.integers(-128, 128, (128, 768))
-    exact = x @ W
+    from hyflexpim.models import encoding as enc
     rows = []
-    for mode in ("slc", "mlc"):
-        for ber in (None, 0.0404):
-            t0 = time.perf_counter()
-            pm = program_matrix(W, mode, ber=ber, seed=1)
-            prog = time.perf_counter() - t0
-            best = float("inf")
-            for _ in range(repeat):
+    for kind in kinds:
+        W, x = workload(kind)
+        exact = x @ W
+        for mode in ("slc", "mlc"):
+            S = enc.slices_per_weight(mode)
+            rng = np.random.default_rng(1)
+            P = rng.integers(0, 2, (8 * x.shape[0], W.shape[0])).astype(np.float32)
+            H = rng.integers(-4096, 4096, (W.shape[0], W.shape[1] * S)).astype(np.float32)
+            for name, kw in CASES:
+                if name not in cases:
+                    continue
                 t0 = time.perf_counter()
-                y = pm.run(x)
-                best = min(best, time.perf_counter() - t0)
-            rows.append(dict(threads=threads_label, mode=mode, ber=ber, arrays=pm.arrays,
-                             program_s=prog, run_s=best,
-                             exact=bool(np.array_equal(y, exact)) if ber is None else None))
+                pm = program_matrix(W, mode, **kw)
+                prog = time.perf_counter() - t0
+                best = gemm = float("inf")
+                for _ in range(repeat):
+                    t0 = time.perf_counter()
+                    P @ H
+                    gemm = min(gemm, time.perf_counter() - t0)
+                    t0 = time.perf_counter()
+                    y = pm.run(x)
+                    best = min(best, time.perf_counter() - t0)
+                per_cell = deep_nbytes(pm) / (pm.arrays * 64 * 128)
+                rows.append(dict(label=label, data=kind, mode=mode, case=name,
+                                 arrays=pm.arrays, program_s=prog, run_s=best, gemm_s=gemm,
+                                 bytes_per_cell=per_cell,
+                                 exact=bool(np.array_equal(y, exact)) if not kw else None))
     print(json.dumps(rows))
 
 
-def bench_golden(repeat):
+def bench_golden(repeat, threads, before, kinds, cases):
     print("Golden model: 768 x 768 INT8 layer x 128 tokens (bit-serial, bit-sliced, SAR ADC)")
-    print(f"{'threads':>8} {'mode':>4} {'noise':>10} {'arrays':>6} {'program s':>9} {'run s':>7} "
-          f"{'vs CrossSim':>11} {'== x@W':>7}")
-    for label, env_threads in (("1", "1"), ("all", None)):
-        env = dict(os.environ)
-        if env_threads:
-            env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = env_threads
+    print(f"{'code':>6} {'data':>9} {'mode':>4} {'case':>10} {'program s':>9} {'run s':>7} "
+          f"{'GEMM s':>7} {'GEMM/run':>8} {'B/cell':>6} {'vs CrossSim':>11} {'== x@W':>7}")
+    env = dict(os.environ)
+    if threads != "all":
+        env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = threads
+    runs = [("after", None)] + ([("before", before)] if before else [])
+    for label, root in runs:
+        e = dict(env)
+        if root:
+            e["PYTHONPATH"] = str(Path(root).resolve())
         out = subprocess.run([sys.executable, __file__, "--golden-child", label,
-                              "--repeat", str(repeat)], env=env, capture_output=True,
-                             text=True, check=True).stdout
+                              "--repeat", str(repeat), "--data", ",".join(kinds),
+                              "--cases", ",".join(cases)],
+                             env=e, capture_output=True, text=True, check=True,
+                             cwd="/" if root else None).stdout
         for r in json.loads(out.strip().splitlines()[-1]):
-            noise = "ideal" if r["ber"] is None else f"BER {r['ber']}"
-            speedup = CROSSSIM_S[r["mode"]] / r["run_s"]
             ex = "" if r["exact"] is None else ("yes" if r["exact"] else "NO")
-            print(f"{label:>8} {r['mode']:>4} {noise:>10} {r['arrays']:>6} {r['program_s']:>9.3f} "
-                  f"{r['run_s']:>7.3f} {speedup:>10.1f}x {ex:>7}")
+            print(f"{label:>6} {r['data']:>9} {r['mode']:>4} {r['case']:>10} "
+                  f"{r['program_s']:>9.3f} {r['run_s']:>7.4f} {r['gemm_s']:>7.4f} "
+                  f"{r['gemm_s'] / r['run_s']:>8.2f} {r['bytes_per_cell']:>6.2f} "
+                  f"{CROSSSIM_S[r['mode']] / r['run_s']:>10.1f}x {ex:>7}")
 
 
 def bench_rtl(vectors):
@@ -98,15 +164,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--golden", action="store_true")
     ap.add_argument("--rtl", action="store_true")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--threads", default="1", help="BLAS threads: a number or 'all'")
+    ap.add_argument("--before", help="folder holding another checkout as hyflexpim/")
+    ap.add_argument("--data", default="realistic,uniform")
+    ap.add_argument("--cases", default=",".join(c for c, _ in CASES))
     ap.add_argument("--vectors", type=int, default=8)
     ap.add_argument("--golden-child", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    kinds, cases = a.data.split(","), a.cases.split(",")
     if a.golden_child:
-        return golden_child(a.golden_child, a.repeat)
+        return golden_child(a.golden_child, a.repeat, kinds, cases)
     both = not (a.golden or a.rtl)
     if a.golden or both:
-        bench_golden(a.repeat)
+        bench_golden(a.repeat, a.threads, a.before, kinds, cases)
     if a.rtl or both:
         bench_rtl(a.vectors)
 

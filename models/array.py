@@ -21,8 +21,8 @@ import numpy as np
 
 from ..base import check_int
 from . import encoding as enc
-from .crossbar import (Crossbar, ONE_LSB, sigma_from_ber, check_sigma, check_noise, dac_level,
-                       read_key)
+from .crossbar import (Crossbar, FRAC_BITS, ONE_LSB, sigma_from_ber, check_sigma, check_noise,
+                       dac_level, read_key, counter_hash, normal_from_hash, share_storage)
 from .device import check_offset, legacy_device, load_device
 
 __all__ = [
@@ -147,13 +147,107 @@ def integer_reference(x, w, mode, params=ArrayParams()):
 
 
 class _Tile:
-    """One physical array: which matrix rows feed it, which outputs its slots produce."""
+    """One physical array: which matrix rows feed it, which outputs its slots produce.
 
-    def __init__(self, mode, rows_idx, out_idx, crossbar):
+    ``rows_idx``: matrix rows on wordlines 0..len-1 (the rest unused); ``out_idx``:
+    matrix column of neuron slot j (len <= neurons); both int64 arrays (views of the
+    matrix's index arrays, or made on request when they are ranges).
+    """
+
+    def __init__(self, mode, rows_idx, out_idx, crossbar, p_hi, p_lo):
         self.mode = mode
-        self.rows_idx = rows_idx      # matrix rows on wordlines 0..len-1 (rest unused)
-        self.out_idx = out_idx        # matrix column of neuron slot j (len <= neurons)
+        self._rows = rows_idx         # an index array or a (start, stop) range
+        self._outs = out_idx
         self.crossbar = crossbar
+        # Fewest active rows with which some conversion of a used column could reach
+        # above the top code / below code 0 (rows + 1: never): see _thresholds.
+        self.p_hi, self.p_lo = p_hi, p_lo
+
+    @staticmethod
+    def _index(ix):
+        return np.arange(*ix, dtype=np.int64) if isinstance(ix, tuple) else ix
+
+    @property
+    def rows_idx(self):
+        return self._index(self._rows)
+
+    @property
+    def out_idx(self):
+        return self._index(self._outs)
+
+    @property
+    def n_out(self):
+        ix = self._outs
+        return ix[1] - ix[0] if isinstance(ix, tuple) else len(ix)
+
+
+def _thresholds(held, mc):
+    """Per column of ``held`` (active-row contributions, grid units, one row per used
+    wordline): the fewest active rows ``p`` with which some read could convert above
+    ``mc`` (the ``p`` largest contributions reach ``mc + 1/2`` LSB) and below 0 (the
+    ``p`` smallest reach ``-1/2`` LSB); ``rows + 1`` when no read can. A read with fewer
+    active rows than a column's threshold cannot clip in that column: that is what lets
+    the fast paths skip the clipping, and the ideal path compute only the conversions
+    that can saturate."""
+    n = held.shape[0]
+    if n == 0:
+        return np.ones(held.shape[1], dtype=np.int64), np.ones(held.shape[1], dtype=np.int64)
+    s = np.sort(held.astype(np.int64), axis=0)
+    top = np.cumsum(s[::-1], axis=0) + ONE_LSB // 2 >= (mc + 1) * ONE_LSB
+    bot = np.cumsum(s, axis=0) + ONE_LSB // 2 < 0
+    return (np.where(top.any(0), top.argmax(0) + 1, n + 1),
+            np.where(bot.any(0), bot.argmax(0) + 1, n + 1))
+
+
+class _Span:
+    """The tiles of one mode in a row group, side by side."""
+
+    def __init__(self, mode, tiles, params):
+        self.mode = mode
+        self.tiles = tiles
+        self.S = enc.slices_per_weight(mode)
+        self.mc = params.max_code(mode)
+        self.cw = np.array([enc.column_weight(mode, k) for k in range(self.S)])
+        self.npa = params.neurons(mode)
+        self.cols = params.cols
+        self._stack = share_storage([t.crossbar for t in tiles])
+        self.slots, self.outs = self._outputs()
+
+    def held(self, dtype, rows):
+        """The held values of the span's first ``rows`` wordlines, (rows, cols * tiles),
+        in ``dtype`` (grid units), decoded from the cell storage."""
+        if self._stack is None:
+            return np.concatenate([t.crossbar.held_as(dtype, rows) for t in self.tiles], axis=1)
+        st, ideal = self._stack
+        if ideal:
+            return np.multiply(st[:rows], ONE_LSB, dtype=dtype)
+        return (st[:rows] >> self.tiles[0].crossbar._bpc).astype(dtype)
+
+    def _outputs(self):
+        """(slot index, output column) of every used neuron slot, as slices when both
+        are ranges."""
+        slots, outs = [], []
+        for i, t in enumerate(self.tiles):
+            slots.append(np.arange(t.n_out) + i * self.npa)
+            outs.append(t.out_idx)
+        slots, outs = np.concatenate(slots), np.concatenate(outs)
+        if len(outs) and np.array_equal(slots, np.arange(len(slots))) and \
+                np.array_equal(outs, np.arange(outs[0], outs[0] + len(outs))):
+            return slice(0, len(slots)), slice(int(outs[0]), int(outs[0]) + len(outs))
+        return slots, outs
+
+
+class _Group:
+    """One chunk of matrix rows: its tiles (all modes) share the wordlines."""
+
+    def __init__(self, rows_idx, spans, dtype, read_noise):
+        self.rows = rows_idx          # an index array or a slice into x's columns
+        self.nrows = (rows_idx.stop - rows_idx.start if isinstance(rows_idx, slice)
+                      else len(rows_idx))
+        self.spans = spans
+        self.tiles = [t for sp in spans for t in sp.tiles]
+        self.dtype = dtype
+        self.read_noise = read_noise
 
 
 class SaturationWarning(UserWarning):
@@ -174,6 +268,29 @@ def saturates_on_most_inputs(params, mode):
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
+DEFAULT_CHUNK = 128
+"""Input vectors per batch chunk of :meth:`ProgrammedMatrix.run` (8 reads each)."""
+
+_SCALE = 2.0 ** -FRAC_BITS
+_BLOCK = 1 << 18          # elements of one block of conversions (1 MB in float32)
+_PW = np.array([enc.plane_weight(b) for b in range(enc.INPUT_BITS)])
+
+
+def _exact_dtype(bound):
+    """float32 when every integer (of the 2**-10 grid, in LSB) up to ``bound`` grid
+    units is exact in it, else float64 (exact to 2**53)."""
+    if bound < 2 ** 24:
+        return np.float32
+    if bound < 2 ** 53:
+        return np.float64
+    raise ValueError("the held values exceed the exact float64 range")
+
+
+def _planes(x):
+    """Bit-planes of INT8 rows ``x`` (B, m): uint8 (8, B, m)."""
+    u = x.astype(np.uint8)
+    return np.stack([(u >> np.uint8(b)) & np.uint8(1) for b in range(enc.INPUT_BITS)])
+
 
 class ProgrammedMatrix:
     """An INT8 matrix programmed onto analog arrays; ``run(x)`` gives the INT32 outputs.
@@ -183,11 +300,25 @@ class ProgrammedMatrix:
     ``noise`` (the legacy model's, when used; else 0.0 and ``"device"``), ``offset``,
     ``seed``, ``tiles`` (list of tiles in programming order, each with ``mode``,
     ``rows_idx``, ``out_idx`` and its ``crossbar``), ``column_modes`` (n,) and
-    ``row_modes`` (m,) as strings.
+    ``row_modes`` (m,) as strings, ``nbytes`` (the bytes it keeps).
+
+    How :meth:`run` computes (all exact, the same integers as a read-by-read SAR of
+    every crossbar, :meth:`_run_reference`):
+
+    * noisy arrays: per row group, the bitline sums of every bit-plane of every input
+      vector of a batch chunk are one GEMM of the plane bits (scaled by 2**-10) with the
+      cells' held values (integers of the 2**-10 LSB grid), in float32 when every
+      partial sum stays below 2**24 grid units (else float64), by blocks of
+      conversions that stay in cache; each block is rounded (``floor(held + 1/2)``),
+      clipped only where some read has enough active rows to clip (the per-array
+      thresholds of :func:`_thresholds`), and shift-added.
+    * ideal arrays: ``x @ W`` (exact in float32 / float64), then, only for the arrays
+      and reads whose popcount reaches a column's saturation threshold, the exact
+      bitline sums of those conversions and the amount each clips, subtracted.
     """
 
     def __init__(self, shape, params, sigma, noise, groups, column_modes, row_modes,
-                 device=None, offset="reference", seed=0):
+                 device=None, offset="reference", seed=0, weights=None, indices=()):
         self.shape = shape
         self.params = params
         self.sigma = sigma
@@ -198,13 +329,30 @@ class ProgrammedMatrix:
         self._groups = groups
         self.column_modes = column_modes
         self.row_modes = row_modes
-        self.tiles = [t for g in groups for t in g["tiles"]]
+        self.tiles = [t for g in groups for t in g.tiles]
         self.read_noise = any(t.crossbar.has_read_noise for t in self.tiles)
+        self._w = weights             # INT8 weights (int8), kept for ideal arrays only
+        self._indices = indices       # the index arrays tiles and groups hold views of
+        self._ideal = weights is not None
 
     @property
     def arrays(self):
         """Number of physical arrays used."""
         return len(self.tiles)
+
+    @property
+    def cells(self):
+        """Number of physical cells of the arrays used (``arrays * rows * cols``)."""
+        return self.arrays * self.params.rows * self.params.cols
+
+    @property
+    def nbytes(self):
+        """Bytes of the arrays this matrix keeps: every crossbar's cell storage (1 byte
+        per cell ideal, 2 with noise: :class:`~.crossbar.Crossbar`), the INT8 weights
+        of an ideal matrix, and any index arrays of non-contiguous tilings."""
+        n = sum(t.crossbar.nbytes for t in self.tiles)
+        n += 0 if self._w is None else self._w.nbytes
+        return n + sum(a.nbytes for a in self._indices)
 
     def _check_x(self, x):
         x = enc.check_int8(x, "x", ndim=(1, 2))
@@ -223,21 +371,22 @@ class ProgrammedMatrix:
         chunks = min(INT32_MAX // hi, INT32_MIN // lo)
         return chunks * self.params.rows
 
-    def run(self, x, *, first_vector=0, wide=False):
+    def run(self, x, *, first_vector=0, wide=False, chunk=DEFAULT_CHUNK):
         """Outputs of the hardware for inputs ``x`` (batch, m) INT8: (batch, n) int32.
 
         ``first_vector``: index of ``x[0]`` in the read-noise counter (vectors are
         numbered ``first_vector``, ``first_vector + 1``, ...; no effect without read
         noise). ``wide=True`` returns int64 (the digital sum of many row chunks can
         exceed INT32); otherwise a result outside INT32 is an error, never wrapped.
+        ``chunk``: input vectors converted at a time (default :data:`DEFAULT_CHUNK`,
+        128, the fastest here); the working memory besides the output and the decoded
+        held values of one row group is about ``chunk * (40 rows + 32 * tiles * cols /
+        S)`` bytes, independent of the batch, and the result does not depend on it.
         """
         x2, single = self._check_x(x)
         fv = check_int("first_vector", first_vector, 0, (1 << 62))
-        y = np.zeros((x2.shape[0], self.shape[1]), dtype=np.int64)
-        if x2.shape[0]:
-            planes = enc.bit_planes(x2).astype(np.float32)
-            for g in self._groups:
-                self._run_group(g, x2, planes, y, fv)
+        chunk = check_int("chunk", chunk, 1)
+        y = self._convert(x2, fv, chunk, count=False)
         if not wide and y.size and (y.min() < INT32_MIN or y.max() > INT32_MAX):
             raise ValueError(
                 f"the result overflows INT32 (range [{int(y.min())}, {int(y.max())}]) for a "
@@ -246,81 +395,197 @@ class ProgrammedMatrix:
         y = y if wide else y.astype(np.int32)
         return y[0] if single else y
 
-    def saturated(self, x, *, first_vector=0):
+    def saturated(self, x, *, first_vector=0, chunk=DEFAULT_CHUNK):
         """Number of ADC conversions of used neuron slots that clipped at the top code,
         for inputs ``x`` (padding slots of a partly filled array are not counted)."""
         x2, _ = self._check_x(x)
         fv = check_int("first_vector", first_vector, 0, (1 << 62))
-        if not x2.shape[0]:
-            return 0
-        planes = enc.bit_planes(x2).astype(np.float32)
+        chunk = check_int("chunk", chunk, 1)
+        return self._convert(x2, fv, chunk, count=True)
+
+    def _convert(self, x, fv, chunk, count):
+        """Results (int64) or, with ``count``, the number of saturated conversions."""
+        B = x.shape[0]
         total = 0
+        if self._ideal:
+            y = None if count else np.zeros((B, self.shape[1]), dtype=np.int64)
+            for c0 in range(0, B, chunk):
+                xc = x[c0:c0 + chunk]
+                if not count:
+                    dt = _exact_dtype(self.shape[0] * 128 * 128)
+                    y[c0:c0 + chunk] += (xc.astype(dt) @ self._w.astype(dt)).astype(np.int64)
+                for g in self._groups:
+                    for t, sp, r, c, excess in self._ideal_saturations(g, xc):
+                        total += len(r)
+                        if not count:
+                            b, v = np.divmod(r, xc.shape[0])
+                            np.add.at(y, (c0 + v, t.out_idx[c // sp.S]),
+                                      -(_PW[b] * sp.cw[c % sp.S] * excess))
+            return total if count else y
+        # float64 holds every partial sum exactly (|y| < 2**53 for any feasible m)
+        acc = None if count else np.zeros((B, self.shape[1]), dtype=np.float64)
         for g in self._groups:
-            used = g["used_cols"]
-            for _, codes in self._codes(g, x2, planes, fv):
-                total += int((codes[:, used] > g["maxcode"][used]).sum())
-        return total
+            held = [sp.held(g.dtype, g.nrows) for sp in g.spans]
+            for c0 in range(0, B, chunk):
+                c1 = min(c0 + chunk, B)
+                total += self._run_group(g, held, x[c0:c1], None if count else acc[c0:c1],
+                                         fv + c0)
+        if count:
+            return total
+        y = acc.astype(np.int64)
+        y += enc.offset_correction(x)[:, None]      # every row is in exactly one group
+        return y
 
-    def _held(self, g, planes):
-        """Held values, in LSB, plus 1/2, of every column of the group: (8*B, cols).
+    # ---- ideal arrays ---------------------------------------------------------------
+    def _ideal_saturations(self, g, x):
+        """The saturating conversions of group ``g`` on ideal arrays for inputs ``x``:
+        yields (tile, span, reads, columns, excess) with reads numbered plane-major
+        (``b * B + v``), the tile's used columns, and how far each bitline value exceeds
+        the top code. Only arrays and reads whose popcount reaches a column's threshold
+        are computed."""
+        bits = _planes(x[:, g.rows])
+        pc = bits.sum(-1, dtype=np.int64).reshape(-1)
+        pmax = int(pc.max(initial=0))
+        flat = None
+        for sp in g.spans:
+            for t in sp.tiles:
+                if t.p_hi > pmax:
+                    continue
+                lv = t.crossbar.levels[:g.nrows, :t.n_out * sp.S]
+                thr, _ = _thresholds(lv.astype(np.int64) * ONE_LSB, sp.mc)
+                cols = np.flatnonzero(thr <= pmax)
+                reads = np.flatnonzero(pc >= thr[cols].min())
+                if flat is None:
+                    flat = bits.reshape(-1, g.nrows)
+                held = flat[reads].astype(np.int64) @ lv[:, cols].astype(np.int64)
+                r, c = np.nonzero(held > sp.mc)
+                if len(r):
+                    yield t, sp, reads[r], cols[c], held[r, c] - sp.mc
 
-        The group's H is scaled to LSB units and has a last row of 1/2 driven by a
-        constant 1, so ``floor()`` of the product is the SAR closed form of
-        :func:`sar_codes`. All values are dyadic rationals that the dtype holds
-        exactly, whatever the order of summation.
+    # ---- noisy arrays ---------------------------------------------------------------
+    def _run_group(self, g, held, x, y, fv):
+        """Conversions of row group ``g`` (``held``: its spans' decoded held values) for
+        the chunk ``x``; adds the results, without the offset correction, to ``y``
+        (float64), or, with ``y=None``, returns the number of conversions of used slots
+        above the top code.
+
+        The reads of the chunk, plane-major (``b * B + v``), are the rows of one GEMM per
+        block of arrays, then rounded, clipped where needed, combined over the planes
+        (``sum_b pw_b code``, a GEMV over all reads of the block) and shift-added over
+        the slices; every value is an integer that the dtype holds exactly.
         """
-        B = planes.shape[1]
-        ridx = g["rows_idx"]
-        sl = g["rows_slice"]
-        sub = planes[:, :, sl] if sl is not None else planes[:, :, ridx]
-        p = np.empty((enc.INPUT_BITS * B, len(ridx) + 1), dtype=g["H"].dtype)
-        p[:, :-1] = sub.reshape(enc.INPUT_BITS * B, len(ridx))
-        p[:, -1] = 1.0
-        return p
+        B = x.shape[0]
+        R = enc.INPUT_BITS * B
+        dt = g.dtype
+        bits = _planes(x[:, g.rows]).reshape(R, g.nrows)
+        pc = bits.sum(-1, dtype=np.int64)
+        pmax = int(pc.max(initial=0))
+        P = np.multiply(bits, dt(_SCALE), dtype=dt)
+        count = 0
+        cols = self.params.cols
+        for sp, H in zip(g.spans, held):
+            S, mc = sp.S, dt(sp.mc)
+            tb = max(1, _BLOCK // (R * cols))
+            nblk = -(-len(sp.tiles) // tb)
+            sa_max = 255 * sp.mc * int(sp.cw.sum())
+            pt = np.float32 if dt == np.float32 and sa_max < 2 ** 24 else np.float64
+            pw, cw = _PW.astype(pt), sp.cw.astype(pt)
+            width = min(tb, len(sp.tiles)) * cols
+            buf = np.empty((R, width), dtype=dt)
+            o = np.empty(B * width, dtype=pt)
+            res = np.zeros((nblk, B, width // S), dtype=pt)
+            for i, t0 in enumerate(range(0, len(sp.tiles), tb)):
+                blk = sp.tiles[t0:t0 + tb]
+                c0, c1 = t0 * cols, (t0 + len(blk)) * cols
+                out = buf[:, :c1 - c0]
+                np.matmul(P, H[:, c0:c1], out=out)
+                if g.read_noise:
+                    out += self._read_noise(blk, bits, pc, B, fv) * dt(_SCALE)
+                out += dt(0.5)
+                np.floor(out, out=out)
+                if y is None:
+                    for k, t in enumerate(blk):
+                        count += int((out[:, k * cols:k * cols + t.n_out * S] > mc).sum())
+                    continue
+                if g.read_noise:
+                    np.clip(out, dt(0), mc, out=out)
+                else:
+                    self._clip(out, pc, blk, mc)
+                ob = o[:B * (c1 - c0)]
+                np.matmul(pw, out.reshape(enc.INPUT_BITS, -1), out=ob)
+                if c1 - c0 == width:
+                    np.matmul(ob.reshape(-1, S), cw, out=res[i].reshape(-1))
+                else:
+                    res[i, :, :(c1 - c0) // S] = (ob.reshape(-1, S) @ cw).reshape(B, -1)
+            if y is not None:
+                res = res.transpose(1, 0, 2).reshape(B, -1)
+                y[:, sp.outs] += res[:, sp.slots]
+        return count
 
-    def _read_noise(self, g, p, r0, r1, B, fv):
-        """Read noise of rows r0..r1 of the group's (plane-major) reads, in LSB."""
-        nrow = len(g["rows_idx"])
-        wl = np.zeros((r1 - r0, self.params.rows), dtype=np.uint8)
-        wl[:, :nrow] = p[r0:r1, :nrow]
-        idx = np.arange(r0, r1)
+    @staticmethod
+    def _clip(out, pc, blk, mc):
+        """Clip the codes ``out`` of the arrays ``blk`` to 0..mc where they can leave it:
+        above, only reads with at least the arrays' ``p_hi`` active rows can (those are
+        clipped); below, only with ``p_lo`` rows, and then only if some code is < 0."""
+        p_hi = min(t.p_hi for t in blk)
+        hi = np.flatnonzero(pc >= p_hi) if pc.max() >= p_hi else ()
+        if len(hi) * 4 > len(pc):
+            np.clip(out, 0, mc, out=out)
+            return
+        if len(hi):
+            out[hi] = np.clip(out[hi], 0, mc)
+        if pc.max() >= min(t.p_lo for t in blk) and out.min() < 0:
+            np.clip(out, 0, mc, out=out)
+
+    def _read_noise(self, tiles, bits, pc, B, fv):
+        """Read noise (grid units, int64) of every read (plane-major) of the ``tiles``
+        side by side: exactly :meth:`~.crossbar.Crossbar.read_noise` of each."""
+        idx = np.arange(bits.shape[0])
         plane, vec = idx // B, fv + idx % B
-        parts = [t.crossbar.read_noise(wl, vec, plane) for t in g["tiles"]]
-        return np.concatenate(parts, axis=1) / ONE_LSB
+        cols = self.params.cols
+        last = np.arange(cols + 1)
+        p = pc.astype(np.float64)
+        parts = []
+        for t in tiles:
+            xb = t.crossbar
+            h = counter_hash(xb.read_key, vec, plane)[:, None]
+            z = normal_from_hash(counter_hash(None, last, h=h))
+            rv = xb.read_var_levels
+            if np.all(rv == rv[0]):
+                sd = np.sqrt(p * rv[0])[:, None]
+            else:
+                sd = np.sqrt(bits.astype(np.float64) @ xb.read_var[:bits.shape[1]])
+            n = np.rint(z[:, :cols] * sd).astype(np.int64)
+            if xb.offset == "reference":
+                sd_ref = np.sqrt(p * xb.read_var_ref[0])
+                n -= np.rint(z[:, cols] * sd_ref).astype(np.int64)[:, None]
+            parts.append(n)
+        return np.concatenate(parts, axis=1)
 
-    def _codes(self, g, x, planes, fv):
-        """Unclipped codes ``floor(held + 1/2)`` of the group, by blocks of reads:
-        yields (first read, (reads, cols) array)."""
-        B = x.shape[0]
-        p = self._held(g, planes)
-        H = g["H"]
-        # Blocks of rows small enough for the codes to stay in cache.
-        blk = max(8, (1 << 19) // max(H.shape[1], 1))
-        for r0 in range(0, p.shape[0], blk):
-            codes = p[r0:r0 + blk] @ H
-            if g["read_noise"]:
-                codes += self._read_noise(g, p, r0, min(r0 + blk, p.shape[0]), B, fv)
-            np.floor(codes, out=codes)
-            yield r0, codes
-
-    def _run_group(self, g, x, planes, y, fv):
-        B = x.shape[0]
-        H = g["H"]
-        spans = g["spans"]
-        nreads = enc.INPUT_BITS * B
-        per_plane = [np.empty((nreads, (c1 - c0) // len(cw)), dtype=H.dtype)
-                     for _, (c0, c1), _, cw in spans]
-        for r0, codes in self._codes(g, x, planes, fv):
-            for out, (md, (c0, c1), _, cw) in zip(per_plane, spans):
-                span = codes[:, c0:c1]
-                np.clip(span, 0, self.params.max_code(md), out=span)
-                out[r0:r0 + len(codes)] = span.reshape(codes.shape[0], -1, len(cw)) @ cw
-        pw = np.array([enc.plane_weight(b) for b in range(enc.INPUT_BITS)], dtype=H.dtype)
-        corr = enc.offset_correction(x[:, g["rows_idx"]])[:, None]
-        for out, (_, _, slot_out, _) in zip(per_plane, spans):
-            res = np.tensordot(pw, out.reshape(enc.INPUT_BITS, B, -1), axes=1)
-            used = slot_out >= 0
-            y[:, slot_out[used]] += res[:, used].astype(np.int64) + corr
+    # ---- the reference path ------------------------------------------------------------
+    def _run_reference(self, x, first_vector=0):
+        """Straightforward path, for tests: per tile, every read's held values from its
+        crossbar (int64, read noise included), the SAR closed form, integer
+        shift-and-add. Returns int64 (batch, n)."""
+        x2, _ = self._check_x(x)
+        B = x2.shape[0]
+        y = np.zeros((B, self.shape[1]), dtype=np.int64)
+        planes = enc.bit_planes(x2)
+        for t in self.tiles:
+            S = enc.slices_per_weight(t.mode)
+            cw = np.array([enc.column_weight(t.mode, k) for k in range(S)])
+            ridx = t.rows_idx
+            wl = np.zeros((enc.INPUT_BITS, B, self.params.rows), dtype=np.int64)
+            wl[:, :, :len(ridx)] = planes[:, :, ridx]
+            vec = first_vector + np.arange(B)[None, :]
+            pl = np.arange(enc.INPUT_BITS)[:, None]
+            held = t.crossbar.held_values(wl, vector=vec, plane=pl) if t.crossbar.has_read_noise \
+                else t.crossbar.held_values(wl)
+            codes = sar_codes(held, self.params.max_code(t.mode))
+            sa = codes.reshape(enc.INPUT_BITS, B, -1, S) @ cw
+            part = np.tensordot(_PW, sa, axes=1) + enc.offset_correction(x2[:, ridx])[:, None]
+            y[:, t.out_idx] += part[:, :t.n_out]
+        return y
 
 
 def _mode_vector(spec, length, name):
@@ -365,6 +630,13 @@ def resolve_device(device=None, ber=None, sigma=None, noise=None, read_noise=Non
 
 
 SATURATION = ("warn", "allow", "error")
+
+
+def _as_range(ix):
+    """``(start, stop)`` when the index array ``ix`` is a contiguous range, else ``ix``."""
+    if len(ix) and ix[-1] - ix[0] == len(ix) - 1 and np.array_equal(ix, np.arange(ix[0], ix[-1] + 1)):
+        return int(ix[0]), int(ix[-1]) + 1
+    return ix
 
 
 def program_matrix(weights, mode, *, ber=None, seed=0, sigma=None, row_modes=None,
@@ -423,14 +695,16 @@ def program_matrix(weights, mode, *, ber=None, seed=0, sigma=None, row_modes=Non
         rmodes = _mode_vector(row_modes, m, "row_modes")
         cmodes = None
         chunks = []
+        all_cols = np.arange(n)
         for md in enc.MODES:
             ridx = np.flatnonzero(rmodes == md)
-            chunks += [(ridx[i:i + rows], {md: np.arange(n)}) for i in range(0, len(ridx), rows)]
+            chunks += [(ridx[i:i + rows], {md: all_cols}) for i in range(0, len(ridx), rows)]
     else:
         cmodes = _mode_vector(mode, n, "mode")
         rmodes = None
         by_mode = {md: np.flatnonzero(cmodes == md) for md in enc.MODES}
-        chunks = [(np.arange(r0, min(r0 + rows, m)), by_mode) for r0 in range(0, m, rows)]
+        all_rows = np.arange(m)
+        chunks = [(all_rows[r0:r0 + rows], by_mode) for r0 in range(0, m, rows)]
     used_modes = sorted(set(cmodes if cmodes is not None else rmodes))
     heavy = [md for md in used_modes if saturates_on_most_inputs(params, md)]
     if heavy and saturation != "allow":
@@ -443,52 +717,54 @@ def program_matrix(weights, mode, *, ber=None, seed=0, sigma=None, row_modes=Non
             raise ValueError(msg)
         warnings.warn(msg, SaturationWarning, stacklevel=2)
 
-    groups = []
+    groups, indices = [], {}
+
+    def keep(ix):
+        r = _as_range(ix)
+        if not isinstance(r, tuple):
+            base = ix.base if ix.base is not None else ix
+            indices[id(base)] = base
+        return r
+
     for ridx, outs_by_mode in chunks:
-        tiles, H_parts, maxcode, spans, used_cols, col = [], [], [], [], [], 0
+        nr = len(ridx)
+        spans, bound, k = [], 0, 0
+        rows_key = keep(ridx)
         for md in enc.MODES:
             outs = outs_by_mode.get(md, np.array([], dtype=np.int64))
             if len(outs) == 0:
                 continue
             npa = params.neurons(md)
             S = enc.slices_per_weight(md)
-            span_start = col
-            slot_out = []
+            mc = params.max_code(md)
+            tiles = []
             for j0 in range(0, len(outs), npa):
                 oidx = outs[j0:j0 + npa]
                 wt = np.zeros((rows, npa), dtype=np.int64)
-                wt[:len(ridx), :len(oidx)] = w[np.ix_(ridx, oidx)]
+                wt[:nr, :len(oidx)] = w[np.ix_(ridx, oidx)]
                 xb = Crossbar(enc.encode_weights(wt, md), md, device=dev, rng=rng,
-                              offset=offset, read_key=read_key(seed, len(groups) * (1 << 20)
-                                                               + len(tiles)))
-                tiles.append(_Tile(md, ridx, oidx, xb))
-                H_parts.append(xb.held)
-                slot_out.append(np.concatenate([oidx, -np.ones(npa - len(oidx), dtype=np.int64)]))
-                maxcode.append(np.full(cols, params.max_code(md)))
-                used_cols.append(np.arange(cols) < len(oidx) * S)
-                col += cols
-            spans.append((md, (span_start, col), np.concatenate(slot_out)))
-        H = np.concatenate(H_parts, axis=1)
-        has_read = any(t.crossbar.has_read_noise for t in tiles)
-        # Integer-valued floats are exact while every partial sum stays below 2**24
-        # (float32): bitline sums, and shift-and-add results up to 255 * max code * sum(cw).
-        sa_max = max(255 * params.max_code(md) * (1 << enc.INPUT_BITS) for md in enc.MODES)
-        exact32 = (np.abs(H).sum(axis=0).max(initial=0) + ONE_LSB < 2 ** 24 and sa_max < 2 ** 24
-                   and not has_read)
-        dtype = np.float32 if exact32 else np.float64
-        spans = [(md, c, so, np.array([enc.column_weight(md, k)
-                                       for k in range(enc.slices_per_weight(md))], dtype=dtype))
-                 for md, c, so in spans]
-        contiguous = len(ridx) > 0 and np.array_equal(ridx, np.arange(ridx[0], ridx[0] + len(ridx)))
-        Hs = np.concatenate([H[:len(ridx)] / ONE_LSB, np.full((1, H.shape[1]), 0.5)]).astype(dtype)
-        groups.append(dict(rows_idx=ridx, tiles=tiles, H=Hs, read_noise=has_read,
-                           rows_slice=slice(ridx[0], ridx[0] + len(ridx)) if contiguous else None,
-                           maxcode=np.concatenate(maxcode).astype(dtype), spans=spans,
-                           used_cols=np.concatenate(used_cols)))
+                              offset=offset, read_key=read_key(seed, len(groups) * (1 << 20) + k))
+                held = xb.held_as(np.int64, nr)
+                used = held[:, :len(oidx) * S]
+                p_hi, p_lo = _thresholds(used, mc)
+                tiles.append(_Tile(md, rows_key, keep(oidx), xb,
+                                   int(p_hi.min(initial=nr + 1)), int(p_lo.min(initial=nr + 1))))
+                colsum = np.abs(held).sum(axis=0).max(initial=0)
+                if xb.has_read_noise:
+                    # |z| <= 4.34, sd <= sqrt(rows * largest variance), cells and reference
+                    colsum += 2 * (4.34 * np.sqrt(nr * xb.read_var_levels.max()) + 1)
+                bound = max(bound, colsum + ONE_LSB)
+                k += 1
+            spans.append(_Span(md, tiles, params))
+        has_read = any(t.crossbar.has_read_noise for sp in spans for t in sp.tiles)
+        grows = slice(*rows_key) if isinstance(rows_key, tuple) else ridx
+        groups.append(_Group(grows, spans, _exact_dtype(bound), has_read))
     return ProgrammedMatrix((m, n), params, s, noise_label, groups,
                             None if cmodes is None else [str(c) for c in cmodes],
                             None if rmodes is None else [str(r) for r in rmodes],
-                            device=dev, offset=offset, seed=seed)
+                            device=dev, offset=offset, seed=seed,
+                            weights=w.astype(np.int8) if dev is None else None,
+                            indices=list(indices.values()))
 
 
 def saturating_conversions(x, weights, mode, params=ArrayParams()):

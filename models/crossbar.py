@@ -67,7 +67,8 @@ __all__ = [
     "R_ON", "ON_OFF_RATIO", "G_ON", "G_OFF", "FRAC_BITS", "ONE_LSB", "DEFAULT_MLC_BER",
     "NOISE_MODELS", "check_noise",
     "conductance_levels", "ber_from_sigma", "sigma_from_ber", "check_sigma", "check_ber",
-    "dac_level", "counter_normal", "read_key", "Crossbar",
+    "dac_level", "counter_normal", "counter_hash", "normal_from_hash", "read_key", "Crossbar",
+    "share_storage",
 ]
 
 FRAC_BITS = 10
@@ -125,6 +126,27 @@ def _mix(h):
     return h ^ (h >> np.uint64(31))
 
 
+def counter_hash(key, *counters, h=None):
+    """The 64-bit hash behind :func:`counter_normal`: ``key`` (or a hash ``h`` already
+    chained over leading counters, which gives the same result) chained with each
+    counter in turn by SplitMix64. Hashing the leading counters once and the last one per
+    element is how the golden model draws a whole read of columns at the cost of one
+    mix per column."""
+    arrs = np.broadcast_arrays(*[np.asarray(c, dtype=np.int64) for c in counters])
+    gold = np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        if h is None:
+            h = np.full(arrs[0].shape if arrs else (), np.uint64(int(key) & _M64), dtype=np.uint64)
+        for c in arrs:
+            h = _mix((h + gold) ^ c.astype(np.uint64))
+    return h
+
+
+def normal_from_hash(h):
+    """N(0, 1) numbers of :func:`counter_hash` values: the top 16 bits pick the quantile."""
+    return _normal_table()[(h >> np.uint64(64 - _TABLE_BITS)).astype(np.intp)]
+
+
 def counter_normal(key, *counters):
     """Standard normal numbers, one per element of the broadcast ``counters``, that
     depend only on ``key`` and the counter values (not on order or batch shape).
@@ -133,13 +155,7 @@ def counter_normal(key, *counters):
     the quantile ``(i + 1/2) / 2**16`` of N(0, 1) (so ``|z| <= 4.33``). Integer
     operations and a table look-up only: bit-identical on every call.
     """
-    arrs = np.broadcast_arrays(*[np.asarray(c, dtype=np.int64) for c in counters])
-    gold = np.uint64(0x9E3779B97F4A7C15)
-    with np.errstate(over="ignore"):
-        h = np.full(arrs[0].shape, np.uint64(int(key) & _M64), dtype=np.uint64)
-        for c in arrs:
-            h = _mix((h + gold) ^ c.astype(np.uint64))
-    return _normal_table()[(h >> np.uint64(64 - _TABLE_BITS)).astype(np.intp)]
+    return normal_from_hash(counter_hash(key, *counters))
 
 
 def read_key(seed, tile):
@@ -163,6 +179,13 @@ class Crossbar:
 
     ``held`` is the (rows x cols) integer matrix, in grid units, of what each cell adds
     to its held bitline value when its wordline is on (without read noise).
+
+    Storage (``nbytes``): an array whose every cell holds exactly ``levels * ONE_LSB``
+    (the ideal case) keeps only its levels, 1 byte per cell; otherwise each cell is one
+    16-bit word ``held * 2**bits_per_cell + level`` (``held`` within +-8 LSB in MLC,
+    +-16 LSB in SLC: every named device at any usable BER), or 32 / 64 bits when some
+    cell is beyond that. ``levels``, ``held``, ``read_var`` and ``read_var_ref`` are
+    decoded from it on request.
     """
 
     def __init__(self, levels, mode, *, sigma=0.0, rng=None, noise="multiplicative",
@@ -182,11 +205,11 @@ class Crossbar:
         L = levels_per_cell(self.mode)
         if lv.size and (lv.min() < 0 or lv.max() >= L):
             raise ValueError(f"cell levels of mode {self.mode!r} must lie in 0..{L - 1}")
-        self.levels = lv.astype(np.uint8)
+        lv8 = lv.astype(np.uint8)
         rows, cols = lv.shape
         dev = self.device
         mu, sg = dev.levels(self.mode), dev.sigmas(self.mode)
-        li = self.levels.astype(np.intp)
+        li = lv8.astype(np.intp)
         scale = (L - 1) * ONE_LSB       # dG -> grid units
         G = mu[li]                       # above the floor, in dG
         Gref = np.full(rows, mu[0])
@@ -195,32 +218,91 @@ class Crossbar:
                 raise ValueError("a noisy crossbar needs an rng (numpy.random.Generator)")
             G = np.maximum(G + sg[li] * rng.standard_normal(G.shape), -dev.g_off)
             Gref = np.maximum(Gref + sg[0] * rng.standard_normal(rows), -dev.g_off)
-        q = np.rint(G * scale).astype(np.int64)
+        held = np.rint(G * scale).astype(np.int64)
         if self.offset == "reference":
-            self.held = q - np.rint(Gref * scale).astype(np.int64)[:, None]
-        else:
-            self.held = q
+            held -= np.rint(Gref * scale).astype(np.int64)[:, None]
+        self._bpc = L.bit_length() - 1
+        self._levels, self._word = self._pack(held, lv8, self._bpc)
         self.read_key = int(read_key)
         rs = dev.read_sigmas(self.mode)
         if dev.has_read_noise:
-            self.read_var = np.rint((rs[li] * scale) ** 2)
-            self.read_var_ref = (np.full(rows, np.rint((rs[0] * scale) ** 2))
-                                 if self.offset == "reference" else np.zeros(rows))
+            self._rv = np.rint((rs * scale) ** 2)                # per level, squared grid
+            self._rv_ref = float(self._rv[0]) if self.offset == "reference" else 0.0
         else:
-            self.read_var = self.read_var_ref = None
+            self._rv = None
+
+    @staticmethod
+    def _pack(held, lv8, bpc):
+        """(levels, None) when every cell is ideal, else (None, packed words)."""
+        if np.array_equal(held, lv8.astype(np.int64) * ONE_LSB):
+            return lv8, None
+        for dt in (np.int16, np.int32, np.int64):
+            lim = 1 << (np.iinfo(dt).bits - 1 - bpc)
+            if held.min() >= -lim and held.max() < lim:
+                return None, held.astype(dt) * dt(1 << bpc) + lv8.astype(dt)
+        raise ValueError("held values beyond the int64 grid")      # refused by MAX_SIGMA
+
+    @property
+    def levels(self):
+        """Cell levels (rows x cols, uint8)."""
+        if self._word is None:
+            return self._levels
+        return (self._word & ((1 << self._bpc) - 1)).astype(np.uint8)
+
+    @property
+    def held(self):
+        """Held contribution of each cell, grid units (rows x cols, int64)."""
+        if self._word is None:
+            return self._levels.astype(np.int64) * ONE_LSB
+        return (self._word >> self._bpc).astype(np.int64)
+
+    @property
+    def is_ideal(self):
+        """True when every cell holds exactly ``level * ONE_LSB`` and there is no read
+        noise (then only the levels are stored)."""
+        return self._word is None and self._rv is None
+
+    def held_as(self, dtype, rows=None):
+        """``held`` (its first ``rows`` rows) in ``dtype`` without an int64 copy."""
+        sl = slice(None) if rows is None else slice(0, rows)
+        if self._word is None:
+            return np.multiply(self._levels[sl], ONE_LSB, dtype=dtype)
+        return (self._word[sl] >> self._bpc).astype(dtype)
+
+    @property
+    def nbytes(self):
+        """Bytes of the cell storage (levels or packed words)."""
+        return (self._levels if self._word is None else self._word).nbytes
+
+    @property
+    def read_var_levels(self):
+        """Per-read noise variance of each level (squared grid units), ``None`` when off."""
+        return None if self._rv is None else self._rv.copy()
+
+    @property
+    def read_var(self):
+        """Per-read noise variance of each cell (squared grid units), ``None`` when off."""
+        return None if self._rv is None else self._rv[self.levels.astype(np.intp)]
+
+    @property
+    def read_var_ref(self):
+        """Per-read noise variance of each reference cell, ``None`` when off."""
+        if self._rv is None:
+            return None
+        return np.full(self.shape[0], self._rv_ref)
 
     @property
     def shape(self):
-        return self.levels.shape
+        return (self._levels if self._word is None else self._word).shape
 
     @property
     def has_read_noise(self):
-        return self.read_var is not None
+        return self._rv is not None
 
     def _check_wl(self, wl):
         wl = np.asarray(wl)
-        if wl.shape[-1] != self.levels.shape[0]:
-            raise ValueError(f"wordline vector must have {self.levels.shape[0]} bits, "
+        if wl.shape[-1] != self.shape[0]:
+            raise ValueError(f"wordline vector must have {self.shape[0]} bits, "
                              f"not {wl.shape[-1]}")
         return wl
 
@@ -229,7 +311,7 @@ class Crossbar:
         bits ``wl`` (..., rows) of input ``vector`` and bit-plane ``plane`` (integers or
         arrays broadcasting to ``wl.shape[:-1]``). Zeros without read noise."""
         wl = self._check_wl(wl)
-        cols = self.levels.shape[1]
+        cols = self.shape[1]
         if not self.has_read_noise:
             return np.zeros(wl.shape[:-1] + (cols,), dtype=np.int64)
         w = wl.astype(np.float64)
@@ -265,3 +347,24 @@ class Crossbar:
     def compare(held, code):
         """The comparator: ``held >= dac_level(code)`` (elementwise)."""
         return np.asarray(held) >= dac_level(code)
+
+
+def share_storage(crossbars):
+    """Lay the cell storage of ``crossbars`` (same shape, mode and kind: all ideal or all
+    packed words of one dtype) side by side in one array, each crossbar keeping a view of
+    its own columns, so that a row of arrays decodes in one operation. Returns the array
+    and whether it holds levels (ideal) or packed words, or ``None`` (nothing shared)
+    when the crossbars differ in kind."""
+    if not crossbars:
+        return None
+    kinds = {(xb._word is None, (xb._levels if xb._word is None else xb._word).dtype,
+              xb.shape, xb._bpc) for xb in crossbars}
+    if len(kinds) != 1:
+        return None
+    ideal = crossbars[0]._word is None
+    name = "_levels" if ideal else "_word"
+    stacked = np.concatenate([getattr(xb, name) for xb in crossbars], axis=1)
+    c = crossbars[0].shape[1]
+    for i, xb in enumerate(crossbars):
+        setattr(xb, name, stacked[:, i * c:(i + 1) * c])
+    return stacked, ideal
