@@ -46,32 +46,47 @@ def get_block(name):
     return blocks[name]
 
 
+_TYPE_WORDS = {bool: "true/false (or 1/0)", float: "a number", str: "a word",
+               int: "an integer (decimal without leading zeros, or 0x / 0o / 0b)"}
+
+
 def parse_params(block, items):
-    """Turn ``["rows=32", "mlc_bits=7"]`` into typed keyword arguments for ``block``."""
+    """Turn ``["rows=32", "mlc_bits=7"]`` into typed keyword arguments for ``block``.
+
+    Integers are decimal without leading zeros, or carry a ``0x`` / ``0o`` / ``0b`` prefix.
+
+    Raises:
+        ValueError: an item is not NAME=VALUE, names no parameter of the block, names one
+            twice, or its value does not parse as the parameter's type.
+    """
     out = {}
     for item in items or ():
         if "=" not in item:
             raise ValueError(f"parameter must be written NAME=VALUE, not {item!r}")
         key, _, text = item.partition("=")
-        key = key.strip()
+        key, text = key.strip(), text.strip()
         if key not in block.params:
             raise ValueError(
                 f"block {block.name!r} has no parameter {key!r}; "
                 f"its parameters are {', '.join(sorted(block.params)) or '(none)'}")
+        if key in out:
+            raise ValueError(f"parameter {key} is given twice ({out[key]!r} and {text!r})")
         default = block.params[key]
+        kind = type(default)
         try:
-            if isinstance(default, bool):
+            if kind is bool:
                 if text.lower() not in ("0", "1", "true", "false"):
                     raise ValueError
                 value = text.lower() in ("1", "true")
-            elif isinstance(default, int):
-                value = int(text, 0)
-            elif isinstance(default, float):
+            elif kind is int:
+                value = int(text, 0)   # decimal, or 0x / 0o / 0b; "010" is refused
+            elif kind is float:
                 value = float(text)
             else:
                 value = text
         except ValueError:
             raise ValueError(
-                f"parameter {key} must be a {type(default).__name__}, not {text!r}") from None
+                f"parameter {key} must be {_TYPE_WORDS.get(kind, kind.__name__)}, "
+                f"not {text!r}") from None
         out[key] = value
     return out

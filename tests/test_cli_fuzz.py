@@ -48,10 +48,6 @@ PER_CALL_S = float(os.environ.get("HYFLEXPIM_FUZZ_PER_CALL_S", "6"))
 # Clear an entry once its owner has fixed it (the test then covers the case again).
 KNOWN_BAD = [
     # (pattern, owner file, symptom)
-    (r"^verilog .*--name \S*\u2423",
-     "sim/verilog.py (or sim/commands/verilog.py)",
-     "--name with white space: a YosysError traceback (Parser error in line 3) instead of "
-     "one line naming --name"),
     (r"^verilog (fp16|sfu)_\S* .*lanes=\s*0*[1-9]\d{1,}",
      "rtl/fp16.py, rtl/sfu.py",
      "lanes has no upper bound: lanes=16 already takes seconds, lanes=100000 elaborates for "
@@ -59,21 +55,10 @@ KNOWN_BAD = [
     (r"^verilog sfu_\S* .*(\bn|slots)=\s*0*[1-9]\d{2,}",
      "rtl/sfu.py",
      "n / slots have no upper bound (n=100000, slots=100000 elaborate for minutes)"),
-    (r"^device .*--png /dev/full\b",
-     "sim/commands/device.py",
-     "--png without a .png suffix: matplotlib writes PATH.png (here /dev/full.png, a new file "
-     "in /dev) while the command prints 'wrote PATH' and exits 0"),
     (r"^demo .*--seed -",
      "sim/commands/demo.py",
      "a negative --seed runs the simulation and ends in a CocotbFailure traceback (the cause "
      "only in sim.log); check seed first"),
-    (r"^(verilog|synth|fpga) .*(-p|--param) (\w+)=\S* .*(-p|--param) \3=",
-     "sim/blocks.py (parse_params)",
-     "the same -p NAME given twice silently keeps the last value"),
-    (r"^(verilog|synth|fpga) .*(-p|--param) \w+=0\d",
-     "sim/blocks.py (parse_params)",
-     "-p rows=010 says 'parameter rows must be a int' (grammar; say 'an integer', and that "
-     "a leading 0 is not allowed or means octal/decimal)"),
     (r"^(verilog|synth|fpga) sfu_layernorm .*eps=\s*(0+|3174[4-9]|317[5-9]\d|31[89]\d\d|"
      r"3[2-9]\d{3}|[4-6]\d{4})\b",
      "rtl/sfu.py (LayerNormUnit)",

@@ -407,10 +407,6 @@ def test_map_matrix_gives_every_weight_a_cell(m, n, svd, data, geom, wbits):
         assert sum(g.neurons if fac != "B" else g.rows for g in gs if g.mode == "slc") == k
 
 
-@pytest.mark.xfail(reason="sim/arch/mapper.py (architecture engineer): a matrix with one input "
-                          "or one output gets rank floor(m n / (m + n)) = 0 and the error "
-                          "'rank of q must be in 1..1, not 0' names a rank nobody gave",
-                   raises=ValueError, strict=False)
 def test_one_wide_matrix_maps():
     assert M.map_matrix("q", 128, 1).arrays >= 1
     assert M.plan(Transformer("thin", 1, 8, 1, 1), 4, 0.1).layers

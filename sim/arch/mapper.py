@@ -80,8 +80,12 @@ class FitError(ValueError):
 
 
 def kept_rank(m, n):
-    """``floor(m n / (m + n))``: the factors have no more parameters than W."""
-    return svd_rank(m, n)
+    """``floor(m n / (m + n))``: the factors have no more parameters than W.
+
+    At least 1: a matrix one input or one output wide (for which the formula gives 0)
+    keeps one rank, its factors then holding ``m + n`` weights instead of ``m n``.
+    """
+    return max(1, svd_rank(m, n))
 
 
 def slc_count(fraction, total):

@@ -101,7 +101,7 @@ def plot_levels(dev, path):
     axes[-1].set_xlabel("conductance above G_off, in units of dG = G_on - G_off")
     fig.suptitle(f"device {dev.name}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
     return path
 

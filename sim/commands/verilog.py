@@ -1,7 +1,7 @@
 """``hyflexpim verilog BLOCK [-p NAME=VALUE ...] [-o FILE]``: Verilog of any RTL block."""
 
 from ..blocks import all_blocks, get_block, parse_params
-from ..verilog import to_verilog
+from ..verilog import check_module_name, to_verilog
 from ._output import emit
 
 NAME = "verilog"
@@ -24,7 +24,8 @@ def run(args):
             print(f"{name:24s} {blk.doc}\n{'':24s} parameters: {params or '(none)'}")
         return 0
     blk = get_block(args.block)
+    name = check_module_name(args.name or f"hyflexpim_{blk.name}")
     comp = blk.build(**parse_params(blk, args.param))
-    text = to_verilog(comp, args.name or f"hyflexpim_{blk.name}")
+    text = to_verilog(comp, name)
     emit(text, args.output, f"{len(text.splitlines())} lines")
     return 0
