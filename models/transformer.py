@@ -44,7 +44,7 @@ from .array import program_matrix
 from .fp16 import ops as _ops
 from .fp16.functions import EXP_DEGREE, EPS_MIN
 
-__all__ = ["OPS", "ATTENTION_ENGINES", "QMAX", "ChipFormats", "Noise", "Rows", "quantize",
+__all__ = ["OPS", "ATTENTION_ENGINES", "ANALOG_ENGINES", "QMAX", "ChipFormats", "Noise", "Rows", "quantize",
            "dequantize", "guard_shift", "quantize_weight", "int8_matmul", "AnalogMatrix",
            "AnalogLinear", "LayerConfig", "ChipLayer", "KVCache", "Run"]
 
@@ -55,6 +55,7 @@ __all__ = ["OPS", "ATTENTION_ENGINES", "QMAX", "ChipFormats", "Noise", "Rows", "
 #: residual additions, ``transport`` the INT8 hidden state between layers.
 OPS = ("linear", "attention", "softmax", "layernorm", "gelu", "residual", "transport")
 ATTENTION_ENGINES = ("digital-pim", "integer")
+ANALOG_ENGINES = ("faithful", "fast")
 #: Largest INT8 magnitude a quantised row or weight uses (symmetric, -127..127).
 QMAX = 127
 FP16_MAX = 65504.0
@@ -79,6 +80,14 @@ class ChipFormats:
     attention_engine  ``"digital-pim"`` (:func:`~.digital_pim.matmul`, the NOR-level
                       model) or ``"integer"`` (int64 matmul: the same INT32 values,
                       as the digital PIM's tests check, thousands of times faster)
+    analog_engine     ``"faithful"``: every GEMV by the golden array model
+                      (:meth:`~.array.ProgrammedMatrix.run`; with ideal arrays the
+                      vectors that provably cannot saturate an ADC take the exact
+                      integer product, which is what the model gives them, see
+                      :class:`AnalogMatrix`); ``"fast"``: a statistical stand-in for
+                      noisy arrays, ``rint(x @ w')`` with the noisy weights ``w'`` of
+                      :func:`~.noise.effective_weights` (the same per-cell statistics,
+                      no ADC rounding or saturation), not bit-true
     rows, cols, slc_bits, mlc_bits   the analog array geometry (:class:`~.array.ArrayParams`)
     float_ops         operations of :data:`OPS` run in float64 instead (ablation)
     """
@@ -87,6 +96,7 @@ class ChipFormats:
     exp_degree: int = EXP_DEGREE
     fp16: str = "fast"
     attention_engine: str = "digital-pim"
+    analog_engine: str = "faithful"
     rows: int = 64
     cols: int = 128
     slc_bits: int = 6
@@ -101,6 +111,7 @@ class ChipFormats:
         check_degree(self.exp_degree)
         check_choice("fp16", self.fp16, t16.ENGINES)
         check_choice("attention_engine", self.attention_engine, ATTENTION_ENGINES)
+        check_choice("analog_engine", self.analog_engine, ANALOG_ENGINES)
         if isinstance(self.float_ops, str) or not hasattr(self.float_ops, "__iter__"):
             raise ValueError(f"float_ops must be a collection of {', '.join(OPS)}, "
                              f"not {self.float_ops!r}")
@@ -320,31 +331,103 @@ class AnalogMatrix:
     seed). ``q, s, e`` from :func:`quantize_weight`; ``programs`` the
     :class:`~.array.ProgrammedMatrix` list (two for a per-weight SLC mask, whose INT32
     outputs are added).
+
+    Ideal arrays (no noise): a conversion can only differ from the exact bitline sum
+    when it saturates the ADC. For every array, ``K`` is the largest number of active
+    wordlines that no column can saturate with (the column's ``K`` largest cell levels
+    sum to at most the top code); a vector whose every bit-plane drives at most ``K``
+    rows of every array it meets gets ``x @ q`` (the golden model's own result for it,
+    ``tests/test_transformer.py`` checks), the other vectors go through
+    :meth:`~.array.ProgrammedMatrix.run`.
     """
 
     def __init__(self, w, modes, formats, noise=Noise(), index=0):
         self.w = np.asarray(w, dtype=np.float64)
         self.q, self.s, self.e = quantize_weight(self.w)
         self.m, self.n = self.w.shape
-        self.programs = []
+        self.engine = formats.analog_engine
+        self.programs, self._qs, self._screens, self._fast = [], [], [], []
         for j, a in enumerate(_mode_args(modes, self.n)):
             q = self.q if a["mask"] is None else np.where(a["mask"], self.q, 0)
             kw = noise.kwargs(index)
             if j:
                 kw["seed"] += 1_000_003 // 2
-            self.programs.append(program_matrix(q, a["mode"], row_modes=a.get("row_modes"),
-                                                saturation="allow", **kw,
-                                                **formats.array_kwargs()))
+            self._qs.append(q)
+            if self.engine == "fast":
+                self._fast.append(self._fast_weights(q, a, kw, formats))
+                continue
+            p = program_matrix(q, a["mode"], row_modes=a.get("row_modes"),
+                               saturation="allow", **kw, **formats.array_kwargs())
+            self.programs.append(p)
+            ideal = p.device is None and not p.read_noise and p.sigma == 0
+            self._screens.append(_screen(p, q) if ideal else None)
         self.vectors = 0
+        self.exact_vectors = 0
         self.b = guard_shift(self.m, 4.0 / QMAX ** 2 * 1.001, 1.0 / QMAX ** 2 * 0.999)
+
+    @staticmethod
+    def _fast_weights(q, a, kw, formats):
+        from .array import resolve_device
+        from .noise import effective_weights
+        dev, _, _ = resolve_device(kw["device"], kw["ber"], None, None, kw["read_noise"])
+        if a.get("row_modes") is not None:
+            mk = dict(row_modes=a["row_modes"])
+        else:
+            mk = dict(col_modes=[a["mode"]] * q.shape[1] if isinstance(a["mode"], str)
+                      else a["mode"])
+        rng = np.random.default_rng(kw["seed"])
+        return effective_weights(q, dev, rng, cols=formats.cols, offset=kw["offset"], **mk)
 
     def run(self, xq):
         """INT32 outputs (int64 array) of the arrays for INT8 inputs ``xq`` (N, m)."""
+        xq = np.asarray(xq, dtype=np.int64)
         acc = np.zeros((xq.shape[0], self.n), dtype=np.int64)
-        for p in self.programs:
-            acc += p.run(xq, first_vector=self.vectors, wide=True)
+        if self.engine == "fast":
+            xf = xq.astype(np.float64)
+            for wf in self._fast:
+                acc += np.rint(xf @ wf).astype(np.int64)
+            return acc
+        for p, q, scr in zip(self.programs, self._qs, self._screens):
+            if scr is None:
+                acc += p.run(xq, first_vector=self.vectors, wide=True)
+                continue
+            safe = _safe(xq, scr)
+            self.exact_vectors += int(safe.sum())
+            acc[safe] += (xq[safe].astype(np.float64) @ q).astype(np.int64)
+            if not safe.all():
+                acc[~safe] += p.run(xq[~safe], wide=True)
         self.vectors += xq.shape[0]
         return acc
+
+
+def _screen(prog, q):
+    """``[(rows_idx, K), ...]`` of an ideal programming (see :class:`AnalogMatrix`)."""
+    from . import encoding as enc
+    out = {}
+    for t in prog.tiles:
+        if len(t.out_idx) == 0 or len(t.rows_idx) == 0:
+            continue
+        lv = enc.encode_weights(q[np.ix_(t.rows_idx, t.out_idx)], t.mode).astype(np.int64)
+        top = np.cumsum(-np.sort(-lv, axis=0), axis=0)          # sum of the k largest
+        k = int((top <= prog.params.max_code(t.mode)).sum(axis=0).min())
+        key = (int(t.rows_idx[0]), len(t.rows_idx), t.rows_idx.tobytes())
+        out[key] = (t.rows_idx, min(k, out.get(key, (None, k))[1]))
+    return list(out.values())
+
+
+def _safe(xq, screen):
+    """Vectors of ``xq`` that no ADC of the screened programming can saturate."""
+    u = (xq & 0xFF).astype(np.uint8)
+    safe = np.ones(xq.shape[0], dtype=bool)
+    for rows, k in screen:
+        if k >= len(rows):
+            continue
+        sub = u[:, rows]
+        most = np.zeros(xq.shape[0], dtype=np.int64)
+        for b in range(8):
+            np.maximum(most, ((sub >> b) & 1).sum(axis=1, dtype=np.int64), out=most)
+        safe &= most <= k
+    return safe
 
 
 class AnalogLinear:
@@ -385,7 +468,7 @@ class AnalogLinear:
             acc = mat.run(flat.q)
             if run.trace is not None:
                 run.trace.append(dict(name=self.name, factor=i, xq=flat.q, acc=acc,
-                                      q=mat.q, programs=mat.programs))
+                                      q=mat.q, programs=mat.programs, matrix=mat))
             c = f.mul(flat.s[:, None], mat.s[None, :])
             y16 = dequantize(acc, c, flat.e[:, None] + mat.e[None, :], mat.b, run)
             if i + 1 < len(self.matrices):

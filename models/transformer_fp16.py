@@ -19,7 +19,9 @@ and ``float64`` arithmetic:
 * ``softmax``, ``layernorm``, ``gelu``, ``exp``: the reference's own code
   (:mod:`hyflexpim.models.fp16.functions`, loaded a second time) with these operators
   in place of the reference ones, so the sequence of roundings is the same by
-  construction.
+  construction; the two element-wise functions ``exp`` and ``gelu`` are then
+  tabulated over all 65,536 inputs (per polynomial degree) and looked up, also inside
+  ``softmax``.
 
 ``tests/test_transformer_fp16.py`` checks the two engines bit for bit (random patterns,
 every special value, every input of the element-wise functions). :func:`engine` returns
@@ -121,9 +123,10 @@ def _check_shift(e):
 
 def ldexp_fast(x, e):
     """``x * 2**e`` rounded once to binary16 (RNE, gradual underflow, +-Inf on overflow)."""
-    xv = _bits(x, "x").view(_F16).astype(np.float64)
+    # float32 holds x * 2**e exactly for |e| <= LDEXP_MAX (2**-104 .. 2**96)
+    xv = _bits(x, "x").view(_F16).astype(np.float32)
     with np.errstate(all="ignore"):
-        return _canon(np.asarray(np.ldexp(xv, _check_shift(e)), dtype=_F16))
+        return _canon(np.asarray(np.ldexp(xv, _check_shift(e).astype(np.int32)), dtype=_F16))
 
 
 def ldexp_reference(x, e):
@@ -143,7 +146,8 @@ def ldexp_reference(x, e):
 
 
 def _load_functions(ops_ns):
-    """A second instance of ``fp16/functions.py`` whose operators are ``ops_ns``."""
+    """A second instance of ``fp16/functions.py`` whose operators are ``ops_ns`` and
+    whose ``exp`` and ``gelu`` are table look-ups of its own results."""
     name = "hyflexpim.models.fp16._functions_fast"
     if name in sys.modules:
         return sys.modules[name]
@@ -151,6 +155,21 @@ def _load_functions(ops_ns):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     mod.ops = ops_ns
+    computed = {"exp": mod.exp, "gelu": mod.gelu}
+    tables = {}
+
+    def tabulated(kind):
+        def fn(a, *, degree=mod.EXP_DEGREE):
+            mod.check_degree(degree)
+            key = (kind, degree)
+            if key not in tables:
+                tables[key] = computed[kind](np.arange(1 << 16, dtype=_U16), degree=degree)
+            return tables[key][_bits(a, "a")]
+        fn.__name__ = fn.__qualname__ = kind
+        fn.__doc__ = computed[kind].__doc__
+        return fn
+
+    mod.exp, mod.gelu = tabulated("exp"), tabulated("gelu")
     sys.modules[name] = mod
     return mod
 

@@ -120,6 +120,48 @@ def test_analog_gemvs_exact_without_noise_and_saturation():
     assert modes == {"slc", "mlc"}
 
 
+@pytest.mark.parametrize("spec", ["mlc", "slc", "cols", "rows", "mask"])
+def test_exact_screen_equals_golden_model(spec):
+    """Ideal arrays: the vectors the screen passes get x @ q, the golden model's own
+    result; saturating inputs (every row active on weights of -1) go through it."""
+    g = np.random.default_rng(11)
+    print("seed", 11)
+    m, n = 150, 40
+    w = g.standard_normal((m, n)) * g.choice([0.05, 1.0], (1, n))
+    w[:, :3] = -0.01                        # columns of small negative weights: 3,3,3,1
+    w[:, 3] = 1.0
+    modes = {"mlc": "mlc", "slc": "slc",
+             "cols": ("cols", list(g.choice(["slc", "mlc"], n))),
+             "rows": ("rows", list(g.choice(["slc", "mlc"], m))),
+             "mask": ("mask", g.random((m, n)) < 0.3)}[spec]
+    mat = T.AnalogMatrix(w, modes, INTEGER)
+    x = g.integers(-128, 128, (60, m))
+    x[:10] = -1                             # every bit-plane drives every row
+    x[10:14] = g.integers(-3, 0, (4, m))
+    got = mat.run(x)
+    want = sum(p.run(x, wide=True) for p in mat.programs)
+    assert np.array_equal(got, want)
+    assert 0 < mat.exact_vectors < len(x) * len(mat.programs)
+    if spec != "slc":
+        assert not np.array_equal(want, x @ mat.q)     # the screen had work to do
+
+
+def test_fast_analog_engine_is_a_noisy_stand_in():
+    g = np.random.default_rng(12)
+    print("seed", 12)
+    w = g.standard_normal((128, 64))
+    x = g.integers(-127, 128, (32, 128))
+    ideal = T.AnalogMatrix(w, "mlc", T.ChipFormats(analog_engine="fast"))
+    assert np.array_equal(ideal.run(x), x @ ideal.q)
+    fast = T.AnalogMatrix(w, "mlc", T.ChipFormats(analog_engine="fast"), NOISY)
+    faithful = T.AnalogMatrix(w, "mlc", INTEGER, NOISY)
+    exact = x @ fast.q
+    e_fast = (fast.run(x) - exact).std()
+    e_faith = (faithful.run(x) - exact).std()
+    print("error std: fast", e_fast, "faithful", e_faith)
+    assert 0.5 < e_fast / e_faith < 2
+
+
 def test_quantize_and_dequantize():
     run = T.Run(INTEGER)
     x = _x(9, (5, 64)) * np.array([[1e-3], [1], [300], [0], [1]])
@@ -206,6 +248,7 @@ def test_shipped_minilm_layer_runs():
     (lambda: T.ChipFormats(lanes=True), TypeError, "lanes must be an integer"),
     (lambda: T.ChipFormats(fp16="half"), ValueError, "fp16 must be one of"),
     (lambda: T.ChipFormats(attention_engine="gpu"), ValueError, "attention_engine must be one of"),
+    (lambda: T.ChipFormats(analog_engine="spice"), ValueError, "analog_engine must be one of"),
     (lambda: T.ChipFormats(float_ops="softmax"), ValueError, "float_ops must be a collection"),
     (lambda: T.ChipFormats(float_ops={"exp"}), ValueError, "float_ops entry must be one of"),
     (lambda: T.ChipFormats(rows=0), ValueError, "rows must be an integer in 1..1024"),
