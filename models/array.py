@@ -154,14 +154,15 @@ class _Tile:
     matrix's index arrays, or made on request when they are ranges).
     """
 
-    def __init__(self, mode, rows_idx, out_idx, crossbar, p_hi, p_lo):
+    def __init__(self, mode, rows_idx, out_idx, crossbar, clip_rows):
         self.mode = mode
         self._rows = rows_idx         # an index array or a (start, stop) range
         self._outs = out_idx
         self.crossbar = crossbar
-        # Fewest active rows with which some conversion of a used column could reach
-        # above the top code / below code 0 (rows + 1: never): see _thresholds.
-        self.p_hi, self.p_lo = p_hi, p_lo
+        # The counts of active rows with which some conversion of a used column could
+        # reach above the top code, (p_hi, q_hi), or below code 0, (p_lo, q_lo), over
+        # the array's used columns ((rows + 1, 0): never): see _thresholds.
+        self.p_hi, self.q_hi, self.p_lo, self.q_lo = clip_rows
 
     @staticmethod
     def _index(ix):
@@ -183,20 +184,28 @@ class _Tile:
 
 def _thresholds(held, mc):
     """Per column of ``held`` (active-row contributions, grid units, one row per used
-    wordline): the fewest active rows ``p`` with which some read could convert above
-    ``mc`` (the ``p`` largest contributions reach ``mc + 1/2`` LSB) and below 0 (the
-    ``p`` smallest reach ``-1/2`` LSB); ``rows + 1`` when no read can. A read with fewer
-    active rows than a column's threshold cannot clip in that column: that is what lets
-    the fast paths skip the clipping, and the ideal path compute only the conversions
-    that can saturate."""
-    n = held.shape[0]
+    wordline): the active-row counts with which some read could convert above ``mc``
+    (``(p_hi, q_hi)``: from the count at which the largest contributions reach
+    ``mc + 1/2`` LSB to the last) and below 0 (``(p_lo, q_lo)``: the smallest reach
+    ``-1/2`` LSB); ``(rows + 1, 0)`` when no read can. The sums of the ``p`` largest
+    (smallest) contributions are concave (convex) in ``p``, so each set is one range.
+    A read whose count of active rows is outside a column's ranges cannot clip in that
+    column: that is what lets the fast paths skip the clipping, and the ideal path
+    compute only the conversions that can saturate."""
+    n, c = held.shape
     if n == 0:
-        return np.ones(held.shape[1], dtype=np.int64), np.ones(held.shape[1], dtype=np.int64)
+        none = np.full(c, 1, dtype=np.int64), np.zeros(c, dtype=np.int64)
+        return none + none
     s = np.sort(held.astype(np.int64), axis=0)
     top = np.cumsum(s[::-1], axis=0) + ONE_LSB // 2 >= (mc + 1) * ONE_LSB
     bot = np.cumsum(s, axis=0) + ONE_LSB // 2 < 0
-    return (np.where(top.any(0), top.argmax(0) + 1, n + 1),
-            np.where(bot.any(0), bot.argmax(0) + 1, n + 1))
+
+    def span(hit):
+        any_ = hit.any(0)
+        first = np.where(any_, hit.argmax(0) + 1, n + 1)
+        last = np.where(any_, n - hit[::-1].argmax(0), 0)
+        return first, last
+    return span(top) + span(bot)
 
 
 class _Span:
@@ -452,7 +461,7 @@ class ProgrammedMatrix:
                 if t.p_hi > pmax:
                     continue
                 lv = t.crossbar.levels[:g.nrows, :t.n_out * sp.S]
-                thr, _ = _thresholds(lv.astype(np.int64) * ONE_LSB, sp.mc)
+                thr = _thresholds(lv.astype(np.int64) * ONE_LSB, sp.mc)[0]
                 cols = np.flatnonzero(thr <= pmax)
                 reads = np.flatnonzero(pc >= thr[cols].min())
                 if flat is None:
@@ -479,7 +488,7 @@ class ProgrammedMatrix:
         dt = g.dtype
         bits = _planes(x[:, g.rows]).reshape(R, g.nrows)
         pc = bits.sum(-1, dtype=np.int64)
-        pmax = int(pc.max(initial=0))
+        pcs = (int(pc.min(initial=0)), int(pc.max(initial=0)), pc)
         P = np.multiply(bits, dt(_SCALE), dtype=dt)
         count = 0
         cols = self.params.cols
@@ -510,7 +519,7 @@ class ProgrammedMatrix:
                 if g.read_noise:
                     np.clip(out, dt(0), mc, out=out)
                 else:
-                    self._clip(out, pc, blk, mc)
+                    self._clip(out, pcs, blk, mc)
                 ob = o[:B * (c1 - c0)]
                 np.matmul(pw, out.reshape(enc.INPUT_BITS, -1), out=ob)
                 if c1 - c0 == width:
@@ -525,17 +534,21 @@ class ProgrammedMatrix:
     @staticmethod
     def _clip(out, pc, blk, mc):
         """Clip the codes ``out`` of the arrays ``blk`` to 0..mc where they can leave it:
-        above, only reads with at least the arrays' ``p_hi`` active rows can (those are
-        clipped); below, only with ``p_lo`` rows, and then only if some code is < 0."""
-        p_hi = min(t.p_hi for t in blk)
-        hi = np.flatnonzero(pc >= p_hi) if pc.max() >= p_hi else ()
-        if len(hi) * 4 > len(pc):
-            np.clip(out, 0, mc, out=out)
+        only the reads whose count of active rows ``pc`` lies in one of the arrays'
+        clipping ranges can (:func:`_thresholds`); those are clipped."""
+        need = None
+        for p, q in ((min(t.p_hi for t in blk), max(t.q_hi for t in blk)),
+                     (min(t.p_lo for t in blk), max(t.q_lo for t in blk))):
+            if p <= q and pc[0] <= q and pc[1] >= p:        # pc[0], pc[1]: min, max
+                hit = (pc[2] >= p) & (pc[2] <= q)
+                need = hit if need is None else need | hit
+        if need is None:
             return
-        if len(hi):
-            out[hi] = np.clip(out[hi], 0, mc)
-        if pc.max() >= min(t.p_lo for t in blk) and out.min() < 0:
+        r = np.flatnonzero(need)
+        if len(r) * 4 > len(need):
             np.clip(out, 0, mc, out=out)
+        elif len(r):
+            out[r] = np.clip(out[r], 0, mc)
 
     def _read_noise(self, tiles, bits, pc, B, fv):
         """Read noise (grid units, int64) of every read (plane-major) of the ``tiles``
@@ -745,10 +758,10 @@ def program_matrix(weights, mode, *, ber=None, seed=0, sigma=None, row_modes=Non
                 xb = Crossbar(enc.encode_weights(wt, md), md, device=dev, rng=rng,
                               offset=offset, read_key=read_key(seed, len(groups) * (1 << 20) + k))
                 held = xb.held_as(np.int64, nr)
-                used = held[:, :len(oidx) * S]
-                p_hi, p_lo = _thresholds(used, mc)
-                tiles.append(_Tile(md, rows_key, keep(oidx), xb,
-                                   int(p_hi.min(initial=nr + 1)), int(p_lo.min(initial=nr + 1))))
+                p_hi, q_hi, p_lo, q_lo = _thresholds(held[:, :len(oidx) * S], mc)
+                clip_rows = (int(p_hi.min(initial=nr + 1)), int(q_hi.max(initial=0)),
+                             int(p_lo.min(initial=nr + 1)), int(q_lo.max(initial=0)))
+                tiles.append(_Tile(md, rows_key, keep(oidx), xb, clip_rows))
                 colsum = np.abs(held).sum(axis=0).max(initial=0)
                 if xb.has_read_noise:
                     # |z| <= 4.34, sd <= sqrt(rows * largest variance), cells and reference

@@ -211,21 +211,15 @@ def test_crossbar_storage_roundtrip(mode):
 
 
 def test_thresholds_match_brute_force():
-    # the fewest active rows with which some read clips, against every subset of rows
+    # the counts of active rows with which some read clips, against every subset of rows
     rng = rng_for("thresholds")
-    for _ in range(20):
-        held = rng.integers(-700, 2600, (6, 5))
+    for _ in range(30):
+        held = rng.integers(-900, 2600, (7, 5))
         mc = int(rng.integers(1, 6))
-        p_hi, p_lo = _thresholds(held, mc)
+        p_hi, q_hi, p_lo, q_lo = _thresholds(held, mc)
         for c in range(5):
-            for p in range(0, 7):
-                sums = [held[list(s), c].sum() for s in itertools.combinations(range(6), p)]
+            for p in range(0, 8):
+                sums = [held[list(s), c].sum() for s in itertools.combinations(range(7), p)]
                 codes = [(v + ONE_LSB // 2) // ONE_LSB for v in sums]
-                if p < p_hi[c]:
-                    assert max(codes) <= mc
-                if p < p_lo[c]:
-                    assert min(codes) >= 0
-                if p == p_hi[c]:
-                    assert max(codes) > mc
-                if p == p_lo[c]:
-                    assert min(codes) < 0
+                assert (max(codes) > mc) == (p_hi[c] <= p <= q_hi[c]), (c, p)
+                assert (min(codes) < 0) == (p_lo[c] <= p <= q_lo[c]), (c, p)
