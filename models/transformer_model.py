@@ -19,7 +19,7 @@ from .tiny_models import MiniLMClassifier, TinyTransformer
 from .transformer import (ChipFormats, Noise, Rows, Run, AnalogMatrix, AnalogLinear,
                           LayerConfig, ChipLayer, KVCache, quantize)
 
-__all__ = ["ChipTransformer", "from_torch", "evaluate", "linear_specs"]
+__all__ = ["ChipTransformer", "from_torch", "evaluate", "outputs", "linear_specs"]
 
 
 def _np(t):
@@ -181,6 +181,11 @@ def _lengths(x):
     return np.zeros(len(x), dtype=np.int64)
 
 
+def _batches_by_length(n, x, batch_size):
+    order = np.argsort(_lengths(x), kind="stable")
+    return [torch.from_numpy(order[i:i + batch_size]) for i in range(0, n, batch_size)]
+
+
 def evaluate(chip, batches, metric, *, batch_size=16, limit=None, progress=None):
     """``(sum, count)`` of ``metric(chip, x, y)`` over the examples of ``batches()``
     (the first ``limit``), run ``batch_size`` at a time, token inputs sorted by length
@@ -192,13 +197,30 @@ def evaluate(chip, batches, metric, *, batch_size=16, limit=None, progress=None)
     if limit is not None:
         limit = check_int("limit", limit, 1)
         x, y = x[:limit], y[:limit]
-    order = np.argsort(_lengths(x), kind="stable")
-    tot, cnt = 0.0, 0
-    for i in range(0, len(order), batch_size):
-        j = torch.from_numpy(order[i:i + batch_size])
+    tot, cnt, done = 0.0, 0, 0
+    for j in _batches_by_length(len(x), x, batch_size):
         s, c = metric(chip, x[j], y[j])
         tot += float(s)
         cnt += int(c)
+        done += len(j)
         if progress is not None:
-            progress(min(i + batch_size, len(order)), len(order))
+            progress(done, len(x))
     return tot, cnt
+
+
+def outputs(model, x, *, batch_size=16, progress=None):
+    """The outputs (a float64 array, in the order of ``x``) of ``model`` (a
+    :class:`ChipTransformer` or any callable giving a torch tensor) for the inputs
+    ``x``, run ``batch_size`` at a time, token inputs sorted by length."""
+    batch_size = check_int("batch_size", batch_size, 1, 4096)
+    out, done = None, 0
+    for j in _batches_by_length(len(x), x, batch_size):
+        with torch.no_grad():
+            o = model(x[j]).double().numpy()
+        if out is None:
+            out = np.zeros((len(x),) + o.shape[1:])
+        out[j.numpy()] = o
+        done += len(j)
+        if progress is not None:
+            progress(done, len(x))
+    return out
