@@ -22,7 +22,7 @@ import numpy as np
 from ..base import check_int
 from . import encoding as enc
 from .crossbar import (Crossbar, FRAC_BITS, ONE_LSB, sigma_from_ber, check_sigma, check_noise,
-                       dac_level, read_key, counter_hash, normal_from_hash, share_storage)
+                       dac_level, read_key, counter_normal_grid, share_storage)
 from .device import check_offset, legacy_device, load_device
 
 __all__ = [
@@ -492,6 +492,7 @@ class ProgrammedMatrix:
         P = np.multiply(bits, dt(_SCALE), dtype=dt)
         count = 0
         cols = self.params.cols
+        work = {}                     # read-noise buffers, reused from block to block
         for sp, H in zip(g.spans, held):
             S, mc = sp.S, dt(sp.mc)
             tb = max(1, _BLOCK // (R * cols))
@@ -509,7 +510,7 @@ class ProgrammedMatrix:
                 out = buf[:, :c1 - c0]
                 np.matmul(P, H[:, c0:c1], out=out)
                 if g.read_noise:
-                    out += self._read_noise(blk, bits, pc, B, fv) * dt(_SCALE)
+                    out += self._read_noise(blk, bits, pc, B, fv, work)
                 out += dt(0.5)
                 np.floor(out, out=out)
                 if y is None:
@@ -550,30 +551,40 @@ class ProgrammedMatrix:
         elif len(r):
             out[r] = np.clip(out[r], 0, mc)
 
-    def _read_noise(self, tiles, bits, pc, B, fv):
-        """Read noise (grid units, int64) of every read (plane-major) of the ``tiles``
-        side by side: exactly :meth:`~.crossbar.Crossbar.read_noise` of each."""
-        idx = np.arange(bits.shape[0])
-        plane, vec = idx // B, fv + idx % B
-        cols = self.params.cols
-        last = np.arange(cols + 1)
+    def _read_noise(self, tiles, bits, pc, B, fv, work):
+        """Read noise, in LSB (float64, integers of the grid), of every read (plane-major)
+        of the ``tiles`` side by side: exactly :meth:`~.crossbar.Crossbar.read_noise` of
+        each (the same normal numbers, variances, square roots and roundings)."""
+        R, T, cols = bits.shape[0], len(tiles), self.params.cols
+        shape = (R, T, cols)
+        if work.get("shape") != shape:
+            work.update(shape=shape, hash=(np.empty(shape, dtype=np.uint64),
+                                           np.empty(shape, dtype=np.uint64), np.empty(shape)))
+        idx = np.arange(R)
+        keys = [t.crossbar.read_key for t in tiles]
+        vec, plane = fv + idx % B, idx // B
+        n = counter_normal_grid(keys, vec, plane, np.arange(cols), work=work["hash"])
         p = pc.astype(np.float64)
-        parts = []
-        for t in tiles:
+        sd = np.empty((R, T, 1))
+        sd_ref = np.zeros((R, T))
+        for i, t in enumerate(tiles):
             xb = t.crossbar
-            h = counter_hash(xb.read_key, vec, plane)[:, None]
-            z = normal_from_hash(counter_hash(None, last, h=h))
             rv = xb.read_var_levels
             if np.all(rv == rv[0]):
-                sd = np.sqrt(p * rv[0])[:, None]
+                sd[:, i, 0] = np.sqrt(p * rv[0])
             else:
-                sd = np.sqrt(bits.astype(np.float64) @ xb.read_var[:bits.shape[1]])
-            n = np.rint(z[:, :cols] * sd).astype(np.int64)
+                if sd.shape[2] == 1:
+                    sd = np.repeat(sd, cols, axis=2)
+                sd[:, i] = np.sqrt(bits.astype(np.float64) @ xb.read_var[:bits.shape[1]])
             if xb.offset == "reference":
-                sd_ref = np.sqrt(p * xb.read_var_ref[0])
-                n -= np.rint(z[:, cols] * sd_ref).astype(np.int64)[:, None]
-            parts.append(n)
-        return np.concatenate(parts, axis=1)
+                sd_ref[:, i] = np.sqrt(p * xb.read_var_ref[0])
+        np.multiply(n, sd, out=n)
+        np.rint(n, out=n)
+        if sd_ref.any():
+            ref = counter_normal_grid(keys, vec, plane, [cols])[:, :, 0]
+            n -= np.rint(ref * sd_ref)[:, :, None]
+        n *= _SCALE
+        return n.reshape(R, -1)
 
     # ---- the reference path ------------------------------------------------------------
     def _run_reference(self, x, first_vector=0):

@@ -67,7 +67,7 @@ __all__ = [
     "R_ON", "ON_OFF_RATIO", "G_ON", "G_OFF", "FRAC_BITS", "ONE_LSB", "DEFAULT_MLC_BER",
     "NOISE_MODELS", "check_noise",
     "conductance_levels", "ber_from_sigma", "sigma_from_ber", "check_sigma", "check_ber",
-    "dac_level", "counter_normal", "counter_hash", "normal_from_hash", "read_key", "Crossbar",
+    "dac_level", "counter_normal", "counter_hash", "normal_from_hash", "counter_normal_grid", "read_key", "Crossbar",
     "share_storage",
 ]
 
@@ -145,6 +145,40 @@ def counter_hash(key, *counters, h=None):
 def normal_from_hash(h):
     """N(0, 1) numbers of :func:`counter_hash` values: the top 16 bits pick the quantile."""
     return _normal_table()[(h >> np.uint64(64 - _TABLE_BITS)).astype(np.intp)]
+
+
+def _mix_inplace(h, tmp=None):
+    """:func:`_mix` in place (the same bits), for large arrays (``tmp``: a buffer of
+    h's shape and dtype)."""
+    tmp = np.empty_like(h) if tmp is None else tmp
+    for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, None)):
+        np.right_shift(h, np.uint64(shift), out=tmp)
+        np.bitwise_xor(h, tmp, out=h)
+        if mult is not None:
+            np.multiply(h, np.uint64(mult), out=h)
+    return h
+
+
+def counter_normal_grid(keys, vector, plane, columns, work=None):
+    """``counter_normal(keys[t], vector[r], plane[r], columns[c])`` for every read ``r``,
+    key ``t`` and column ``c``: an array (reads, keys, columns), the same numbers,
+    with the (key, vector, plane) part hashed once per read and key. ``work``: optional
+    (hash, scratch, result) buffers of that shape (uint64, uint64, float64), reused."""
+    gold = np.uint64(0x9E3779B97F4A7C15)
+    k = np.array([int(x) & _M64 for x in keys], dtype=np.uint64)[None, :]
+    v = np.asarray(vector, dtype=np.int64).astype(np.uint64)[:, None]
+    b = np.asarray(plane, dtype=np.int64).astype(np.uint64)[:, None]
+    with np.errstate(over="ignore"):
+        h = _mix((k + gold) ^ v)
+        h = _mix((h + gold) ^ b)
+        cols = np.asarray(columns, dtype=np.int64).astype(np.uint64)
+        shape = h.shape + cols.shape
+        hh, tmp, z = work if work is not None else (np.empty(shape, dtype=np.uint64), None,
+                                                   np.empty(shape))
+        np.bitwise_xor((h + gold)[:, :, None], cols, out=hh)
+        _mix_inplace(hh, tmp)
+    np.right_shift(hh, np.uint64(64 - _TABLE_BITS), out=hh)
+    return np.take(_normal_table(), hh.view(np.int64), out=z, mode="clip")   # all in range
 
 
 def counter_normal(key, *counters):

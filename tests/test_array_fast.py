@@ -223,3 +223,13 @@ def test_thresholds_match_brute_force():
                 codes = [(v + ONE_LSB // 2) // ONE_LSB for v in sums]
                 assert (max(codes) > mc) == (p_hi[c] <= p <= q_hi[c]), (c, p)
                 assert (min(codes) < 0) == (p_lo[c] <= p <= q_lo[c]), (c, p)
+
+
+def test_counter_normal_grid_equals_counter_normal():
+    from hyflexpim.models.crossbar import counter_normal, counter_normal_grid
+    rng = rng_for("grid")
+    keys = [int(k) for k in rng.integers(0, 2 ** 63, 3)] + [2 ** 64 - 1]
+    v, b = rng.integers(0, 2 ** 40, 11), rng.integers(0, 8, 11)
+    z = counter_normal_grid(keys, v, b, np.arange(9))
+    for t, k in enumerate(keys):
+        assert np.array_equal(z[:, t], counter_normal(k, v[:, None], b[:, None], np.arange(9)))
