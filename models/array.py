@@ -221,6 +221,16 @@ class _Span:
         self.cols = params.cols
         self._stack = share_storage([t.crossbar for t in tiles])
         self.slots, self.outs = self._outputs()
+        self._ranges = {}
+
+    def ranges(self, tb):
+        """The clipping ranges (p_hi, q_hi, p_lo, q_lo) of each block of ``tb`` arrays."""
+        if tb not in self._ranges:
+            self._ranges[tb] = [
+                (min(t.p_hi for t in blk), max(t.q_hi for t in blk),
+                 min(t.p_lo for t in blk), max(t.q_lo for t in blk))
+                for blk in (self.tiles[i:i + tb] for i in range(0, len(self.tiles), tb))]
+        return self._ranges[tb]
 
     def held(self, dtype, rows):
         """The held values of the span's first ``rows`` wordlines, (rows, cols * tiles),
@@ -435,6 +445,8 @@ class ProgrammedMatrix:
         acc = None if count else np.zeros((B, self.shape[1]), dtype=np.float64)
         for g in self._groups:
             held = [sp.held(g.dtype, g.nrows) for sp in g.spans]
+            for sp, h in zip(g.spans, held):
+                h += g.dtype(sp.eps)
             for c0 in range(0, B, chunk):
                 c1 = min(c0 + chunk, B)
                 total += self._run_group(g, held, x[c0:c1], None if count else acc[c0:c1],
@@ -504,6 +516,7 @@ class ProgrammedMatrix:
             buf = np.empty((R, width), dtype=dt)
             o = np.empty(B * width, dtype=pt)
             res = np.zeros((nblk, B, width // S), dtype=pt)
+            ranges = sp.ranges(tb)
             for i, t0 in enumerate(range(0, len(sp.tiles), tb)):
                 blk = sp.tiles[t0:t0 + tb]
                 c0, c1 = t0 * cols, (t0 + len(blk)) * cols
@@ -511,8 +524,11 @@ class ProgrammedMatrix:
                 np.matmul(P, H[:, c0:c1], out=out)
                 if g.read_noise:
                     out += self._read_noise(blk, bits, pc, B, fv, work)
-                out += dt(0.5)
-                np.floor(out, out=out)
+                if sp.eps:
+                    np.rint(out, out=out)
+                else:
+                    out += dt(0.5)
+                    np.floor(out, out=out)
                 if y is None:
                     for k, t in enumerate(blk):
                         count += int((out[:, k * cols:k * cols + t.n_out * S] > mc).sum())
@@ -520,7 +536,7 @@ class ProgrammedMatrix:
                 if g.read_noise:
                     np.clip(out, dt(0), mc, out=out)
                 else:
-                    self._clip(out, pcs, blk, mc)
+                    self._clip(out, pcs, ranges[i], mc)
                 ob = o[:B * (c1 - c0)]
                 np.matmul(pw, out.reshape(enc.INPUT_BITS, -1), out=ob)
                 if c1 - c0 == width:
@@ -534,22 +550,22 @@ class ProgrammedMatrix:
 
     @staticmethod
     def _clip(out, pc, blk, mc):
-        """Clip the codes ``out`` of the arrays ``blk`` to 0..mc where they can leave it:
-        only the reads whose count of active rows ``pc`` lies in one of the arrays'
-        clipping ranges can (:func:`_thresholds`); those are clipped."""
-        need = None
-        for p, q in ((min(t.p_hi for t in blk), max(t.q_hi for t in blk)),
-                     (min(t.p_lo for t in blk), max(t.q_lo for t in blk))):
-            if p <= q and pc[0] <= q and pc[1] >= p:        # pc[0], pc[1]: min, max
-                hit = (pc[2] >= p) & (pc[2] <= q)
-                need = hit if need is None else need | hit
-        if need is None:
-            return
-        r = np.flatnonzero(need)
-        if len(r) * 4 > len(need):
-            np.clip(out, 0, mc, out=out)
-        elif len(r):
+        """Clip the codes ``out`` of a block of arrays to 0..mc where they can leave it
+        (``pc``: min, max and every read's count of active rows; ``blk``: the block's
+        clipping ranges, :meth:`_Span.ranges`). Above: the reads whose
+        count lies in one of the arrays' clipping ranges (:func:`_thresholds`) are
+        clipped. Below: the range is wide (a few of the most negative cells) but codes
+        under 0 are rare, so when it is reached the block is clipped only if its
+        smallest code is negative."""
+        p, q, p_lo, q_lo = blk
+        if p <= q and pc[0] <= q and pc[1] >= p:
+            r = np.flatnonzero((pc[2] >= p) & (pc[2] <= q))
+            if len(r) * 4 > len(pc[2]):
+                np.clip(out, 0, mc, out=out)
+                return
             out[r] = np.clip(out[r], 0, mc)
+        if p_lo <= q_lo and pc[0] <= q_lo and pc[1] >= p_lo and out.min() < 0:
+            np.clip(out, 0, mc, out=out)
 
     def _read_noise(self, tiles, bits, pc, B, fv, work):
         """Read noise, in LSB (float64, integers of the grid), of every read (plane-major)
@@ -761,7 +777,7 @@ def program_matrix(weights, mode, *, ber=None, seed=0, sigma=None, row_modes=Non
             npa = params.neurons(md)
             S = enc.slices_per_weight(md)
             mc = params.max_code(md)
-            tiles = []
+            tiles, span_bound = [], 0
             for j0 in range(0, len(outs), npa):
                 oidx = outs[j0:j0 + npa]
                 wt = np.zeros((rows, npa), dtype=np.int64)
@@ -778,11 +794,22 @@ def program_matrix(weights, mode, *, ber=None, seed=0, sigma=None, row_modes=Non
                     # |z| <= 4.34, sd <= sqrt(rows * largest variance), cells and reference
                     colsum += 2 * (4.34 * np.sqrt(nr * xb.read_var_levels.max()) + 1)
                 bound = max(bound, colsum + ONE_LSB)
+                span_bound = max(span_bound, colsum)
                 k += 1
             spans.append(_Span(md, tiles, params))
+            spans[-1].bound = span_bound
         has_read = any(t.crossbar.has_read_noise for sp in spans for t in sp.tiles)
         grows = slice(*rows_key) if isinstance(rows_key, tuple) else ridx
-        groups.append(_Group(grows, spans, _exact_dtype(bound), has_read))
+        dt = _exact_dtype(bound)
+        for sp in spans:
+            # Rounding by rint instead of adding 1/2 and flooring: every cell also adds
+            # eps = 2**-e grid units with nr * eps < 1, so no sum falls on a tie and
+            # rint(held + p eps) = floor(held + 1/2); exact when the sums, now on a grid
+            # of 2**-e units, stay within the mantissa.
+            e = nr.bit_length()
+            mant = 24 if dt == np.float32 else 53
+            sp.eps = 2.0 ** -e if sp.bound + 1 < 2 ** (mant - e) else 0.0
+        groups.append(_Group(grows, spans, dt, has_read))
     return ProgrammedMatrix((m, n), params, s, noise_label, groups,
                             None if cmodes is None else [str(c) for c in cmodes],
                             None if rmodes is None else [str(r) for r in rmodes],

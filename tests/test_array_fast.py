@@ -233,3 +233,18 @@ def test_counter_normal_grid_equals_counter_normal():
     z = counter_normal_grid(keys, v, b, np.arange(9))
     for t, k in enumerate(keys):
         assert np.array_equal(z[:, t], counter_normal(k, v[:, None], b[:, None], np.arange(9)))
+
+
+@pytest.mark.parametrize("mode", ["slc", "mlc"])
+def test_noisy_codes_below_zero_are_clipped(mode):
+    # weights near 0 leave whole columns at level 0: their held values are noise only, and
+    # reads with a few active rows convert below code 0 (clipped to 0 by the ADC)
+    rng = rng_for(f"low-{mode}")
+    W = rng.integers(-2, 3, (64, 32))
+    x = rng.integers(-128, 128, (40, 64))
+    x[::3] = rng.choice([0, 1, 2, 4], (len(range(0, 40, 3)), 64))
+    pm = program_matrix(W, mode, sigma=0.5, noise="additive", seed=2)
+    planes = enc.bit_planes(x)
+    held = pm.tiles[0].crossbar.held_values(planes.astype(np.int64))
+    assert ((held + ONE_LSB // 2) // ONE_LSB < 0).sum() > 0
+    check(pm, x)
