@@ -177,6 +177,12 @@ class _Tile:
         return self._index(self._outs)
 
     @property
+    def out_sel(self):
+        """``out_idx`` as a slice when it is a range (for fast indexing)."""
+        ix = self._outs
+        return slice(*ix) if isinstance(ix, tuple) else ix
+
+    @property
     def n_out(self):
         ix = self._outs
         return ix[1] - ix[0] if isinstance(ix, tuple) else len(ix)
@@ -434,12 +440,7 @@ class ProgrammedMatrix:
                     dt = _exact_dtype(self.shape[0] * 128 * 128)
                     y[c0:c0 + chunk] += (xc.astype(dt) @ self._w.astype(dt)).astype(np.int64)
                 for g in self._groups:
-                    for t, sp, r, c, excess in self._ideal_saturations(g, xc):
-                        total += len(r)
-                        if not count:
-                            b, v = np.divmod(r, xc.shape[0])
-                            np.add.at(y, (c0 + v, t.out_idx[c // sp.S]),
-                                      -(_PW[b] * sp.cw[c % sp.S] * excess))
+                    total += self._ideal_saturations(g, xc, None if count else y[c0:c0 + chunk])
             return total if count else y
         # float64 holds every partial sum exactly (|y| < 2**53 for any feasible m)
         acc = None if count else np.zeros((B, self.shape[1]), dtype=np.float64)
@@ -458,30 +459,43 @@ class ProgrammedMatrix:
         return y
 
     # ---- ideal arrays ---------------------------------------------------------------
-    def _ideal_saturations(self, g, x):
+    def _ideal_saturations(self, g, x, y):
         """The saturating conversions of group ``g`` on ideal arrays for inputs ``x``:
-        yields (tile, span, reads, columns, excess) with reads numbered plane-major
-        (``b * B + v``), the tile's used columns, and how far each bitline value exceeds
-        the top code. Only arrays and reads whose popcount reaches a column's threshold
-        are computed."""
-        bits = _planes(x[:, g.rows])
-        pc = bits.sum(-1, dtype=np.int64).reshape(-1)
+        subtracts from ``y`` (int64, unless None) how much their clipping takes off the
+        exact product and returns their number. Only the arrays, columns and reads whose
+        count of active rows reaches a column's threshold are computed: their bitline
+        sums (a float32 GEMM of the plane bits with the levels, exact), the excess over
+        the top code, combined over the planes and slices like the codes. (The reads are
+        those with at least the array's threshold of active rows, ``p_hi``: below it no
+        column of the array can clip.)"""
+        B = x.shape[0]
+        bits = _planes(x[:, g.rows]).reshape(-1, g.nrows)
+        pc = bits.sum(-1, dtype=np.int64)
         pmax = int(pc.max(initial=0))
-        flat = None
+        count = 0
         for sp in g.spans:
+            L1 = enc.levels_per_cell(sp.mode) - 1
+            bound = 255 * (g.nrows * L1 - sp.mc) * int(sp.cw.sum())
+            pt = np.float32 if bound < 2 ** 24 and g.nrows * L1 < 2 ** 24 else np.float64
             for t in sp.tiles:
                 if t.p_hi > pmax:
                     continue
-                lv = t.crossbar.levels[:g.nrows, :t.n_out * sp.S]
-                thr = _thresholds(lv.astype(np.int64) * ONE_LSB, sp.mc)[0]
-                cols = np.flatnonzero(thr <= pmax)
-                reads = np.flatnonzero(pc >= thr[cols].min())
-                if flat is None:
-                    flat = bits.reshape(-1, g.nrows)
-                held = flat[reads].astype(np.int64) @ lv[:, cols].astype(np.int64)
-                r, c = np.nonzero(held > sp.mc)
-                if len(r):
-                    yield t, sp, reads[r], cols[c], held[r, c] - sp.mc
+                lv = t.crossbar.levels[:g.nrows, :t.n_out * sp.S].astype(pt)
+                reads = np.flatnonzero(pc >= t.p_hi)
+                sub = bits[reads].astype(pt) @ lv - pt(sp.mc)
+                np.maximum(sub, 0, out=sub)
+                count += int(np.count_nonzero(sub))
+                if y is None:
+                    continue
+                if len(reads) == len(pc):
+                    excess = sub
+                else:
+                    excess = np.zeros((len(pc), lv.shape[1]), dtype=pt)
+                    excess[reads] = sub
+                part = _PW.astype(pt) @ excess.reshape(enc.INPUT_BITS, -1)
+                part = part.reshape(B, t.n_out, sp.S) @ sp.cw.astype(pt)
+                y[:, t.out_sel] -= part.astype(np.int64)
+        return count
 
     # ---- noisy arrays ---------------------------------------------------------------
     def _run_group(self, g, held, x, y, fv):
