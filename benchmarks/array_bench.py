@@ -94,6 +94,21 @@ def golden_child(label, repeat, kinds, cases):
             rng = np.random.default_rng(1)
             P = rng.integers(0, 2, (8 * x.shape[0], W.shape[0])).astype(np.float32)
             H = rng.integers(-4096, 4096, (W.shape[0], W.shape[1] * S)).astype(np.float32)
+            # the same multiply-accumulates as the model's GEMMs: per 64-row group, in
+            # blocks of 256 columns (a diagnostic: what K = 64 costs against one GEMM)
+            Pg = [np.ascontiguousarray(P[:, r:r + 64]) for r in range(0, W.shape[0], 64)]
+            Hg = [np.ascontiguousarray(H[r:r + 64]) for r in range(0, W.shape[0], 64)]
+            buf = np.empty((P.shape[0], 256), dtype=np.float32)
+
+            def gemm64():
+                for p, h in zip(Pg, Hg):
+                    for c in range(0, h.shape[1], 256):
+                        np.matmul(p, h[:, c:c + 256], out=buf)
+            g64 = float("inf")
+            for _ in range(repeat):
+                c0 = time.process_time()
+                gemm64()
+                g64 = min(g64, time.process_time() - c0)
             for name, kw in CASES:
                 if name not in cases:
                     continue
@@ -114,7 +129,7 @@ def golden_child(label, repeat, kinds, cases):
                 sat = pm.saturated(x) if kind == "saturating" else None
                 rows.append(dict(label=label, data=kind, mode=mode, case=name, saturated=sat,
                                  arrays=pm.arrays, program_s=prog, run_s=best, gemm_s=gemm,
-                                 run_cpu=best_cpu, gemm_cpu=gemm_cpu,
+                                 run_cpu=best_cpu, gemm_cpu=gemm_cpu, gemm64_cpu=g64,
                                  bytes_per_cell=per_cell,
                                  exact=bool(np.array_equal(y, exact)) if not kw else None))
     print(json.dumps(rows))
@@ -143,6 +158,8 @@ def bench_golden(repeat, threads, before, kinds, cases):
             ex = "" if r["exact"] is None else ("yes" if r["exact"] else "no")
             if r.get("saturated") is not None:
                 ex += f" ({r['saturated']} clipped)"
+            if r.get("gemm64_cpu"):
+                ex += f"  [64-row GEMMs: {r['gemm64_cpu'] / r['gemm_cpu']:.2f} x one GEMM]"
             print(f"{label:>6} {r['data']:>9} {r['mode']:>4} {r['case']:>10} "
                   f"{r['program_s']:>9.3f} {r['run_s']:>7.4f} {r['gemm_s']:>7.4f} "
                   f"{r['gemm_cpu'] / r['run_cpu']:>6.2f} {r['gemm_s'] / r['run_s']:>6.2f} "
