@@ -289,12 +289,28 @@ def quantize_weight(w):
     return q, s, np.where(dead, 0, e)
 
 
+def _exact_matmul(a, b):
+    """``a @ b`` of INT8 stacks in floating point, exact: every partial sum is an integer
+    below 128 * 128 * q, held exactly by float32 (< 2**24) or float64 (< 2**53)."""
+    q = a.shape[-1]
+    if 128 * 128 * q >= 1 << 53:
+        raise ValueError(f"reduction of {q} INT8 products too long for an exact product")
+    dt = np.float32 if 128 * 128 * q < 1 << 24 else np.float64
+    try:
+        import torch
+    except ImportError:         # pragma: no cover
+        return np.matmul(a.astype(dt), b.astype(dt)).astype(np.int64)
+    r = torch.matmul(torch.from_numpy(np.ascontiguousarray(a, dtype=dt)),
+                     torch.from_numpy(np.ascontiguousarray(b, dtype=dt)))
+    return r.numpy().astype(np.int64)
+
+
 def int8_matmul(a, b, formats):
     """INT32 products of INT8 stacks ``a`` (..., p, q) and ``b`` (..., q, r) on the
     digital PIM (``formats.attention_engine``)."""
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
     if formats.attention_engine == "integer":
-        return np.matmul(a, b)
+        return _exact_matmul(a, b)
     lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     a = np.broadcast_to(a, lead + a.shape[-2:])
     b = np.broadcast_to(b, lead + b.shape[-2:])
@@ -393,7 +409,7 @@ class AnalogMatrix:
                 continue
             safe = _safe(xq, scr)
             self.exact_vectors += int(safe.sum())
-            acc[safe] += (xq[safe].astype(np.float64) @ q).astype(np.int64)
+            acc[safe] += _exact_matmul(xq[safe], q)
             if not safe.all():
                 acc[~safe] += p.run(xq[~safe], wide=True)
         self.vectors += xq.shape[0]

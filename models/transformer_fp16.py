@@ -6,7 +6,8 @@ operators). That engine is exact but slow: a MiniLM-L6 review through the chip t
 about a minute. :data:`FAST` computes the same bit patterns with NumPy's ``float16``
 and ``float64`` arithmetic:
 
-* ``add``, ``sub``, ``mul``, ``div``, ``sqrt``: NumPy rounds the float32 result of two
+* ``add``, ``sub``, ``mul``, ``div``, ``sqrt``: torch's CPU float16 kernels (NumPy's
+  ``float16`` without torch, :data:`NUMPY_OPS`) round the float32 result of two
   binary16 operands to binary16. Rounding twice (to 24 bits, then to 11) gives the
   correctly rounded result for these five operations because 24 >= 2 * 11 + 2
   (Figueroa, "When is double rounding innocuous?", SIGNUM 1995); NaN results are
@@ -30,16 +31,22 @@ either by name; both have the same attributes.
 
 import importlib.util
 import sys
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
+
+try:                        # torch's float16 kernels are ~40x faster than NumPy's
+    import torch as _torch
+except ImportError:         # pragma: no cover - the NumPy operators then
+    _torch = None
 
 from ..base import check_choice
 from .fp16 import ops as _ref_ops
 from .fp16 import functions as _ref_functions
 
-__all__ = ["ENGINES", "REFERENCE", "FAST", "engine", "ldexp_reference", "ldexp_fast",
-           "exponent", "LDEXP_MAX"]
+__all__ = ["ENGINES", "REFERENCE", "FAST", "NUMPY_OPS", "engine", "ldexp_reference",
+           "ldexp_fast", "exponent", "LDEXP_MAX"]
 
 ENGINES = ("fast", "reference")
 _U16, _F16, _I32 = np.uint16, np.float16, np.int32
@@ -52,23 +59,56 @@ def _bits(x, name="x"):
     return a if a.dtype == _U16 else _ref_ops._bits(a, name)
 
 
+def _canon_bits(bits):
+    """``bits`` (uint16) with every NaN pattern replaced by 0x7E00."""
+    nan = (bits & _U16(0x7FFF)) > _U16(0x7C00)
+    return np.where(nan, _U16(_ref_ops.CANONICAL_NAN), bits).astype(_U16) if nan.any() else bits
+
+
 def _canon(r):
     """Bit patterns of the float16 array ``r``, every NaN as 0x7E00."""
-    bits = r.view(_U16)
-    return np.where(np.isnan(r), _U16(_ref_ops.CANONICAL_NAN), bits).astype(_U16)
+    return _canon_bits(np.asarray(r, dtype=_F16).view(_U16))
 
 
-def _binary(fn):
+def _half(x):
+    """A torch float16 view of uint16 patterns (broadcast strides kept)."""
+    x = np.asarray(x)
+    if x.ndim and min(x.strides) < 0:
+        x = np.ascontiguousarray(x)
+    with warnings.catch_warnings():         # read-only (broadcast) arrays: torch only reads
+        warnings.simplefilter("ignore")
+        return _torch.from_numpy(x.view(np.int16)).view(_torch.float16)
+
+
+def _binary_numpy(name):
+    fn = getattr(np, name)
+
     def op(a, b):
         x, y = _bits(a, "a").view(_F16), _bits(b, "b").view(_F16)
         with np.errstate(all="ignore"):
-            return _canon(np.asarray(fn(x, y), dtype=_F16))
+            return _canon(fn(x, y))
+    op.__name__ = name
     return op
 
 
-def _sqrt(a):
+def _binary_torch(name):
+    fn = getattr(_torch, name)
+
+    def op(a, b):
+        r = fn(_half(_bits(a, "a")), _half(_bits(b, "b")))
+        return _canon_bits(r.view(_torch.int16).numpy().view(_U16))
+    op.__name__ = name
+    return op
+
+
+def _sqrt_numpy(a):
     with np.errstate(all="ignore"):
-        return _canon(np.asarray(np.sqrt(_bits(a, "a").view(_F16)), dtype=_F16))
+        return _canon(np.sqrt(_bits(a, "a").view(_F16)))
+
+
+def _sqrt_torch(a):
+    r = _torch.sqrt(_half(_bits(a, "a")))
+    return _canon_bits(r.view(_torch.int16).numpy().view(_U16))
 
 
 def _key(x):
@@ -103,13 +143,13 @@ def _from_int32(acc, scale):
 
 
 def _to_int8(x, scale):
-    xv = _bits(x, "x").view(_F16).astype(np.float64)
-    s = _bits(scale, "scale").view(_F16).astype(np.float64)
+    # the product of two 11-bit significands is exact in float32
+    xv = _bits(x, "x").view(_F16).astype(np.float32)
+    s = _bits(scale, "scale").view(_F16).astype(np.float32)
     with np.errstate(all="ignore"):
         p = xv * s
-        r = np.clip(np.rint(np.nan_to_num(p, nan=0.0, posinf=127.0, neginf=-128.0)),
-                    -128, 127)
-    return r.astype(np.int8)
+        r = np.clip(np.rint(p), -128, 127)            # +-Inf saturate
+    return np.where(np.isnan(r), 0, r).astype(np.int8)
 
 
 def _check_shift(e):
@@ -126,7 +166,11 @@ def ldexp_fast(x, e):
     # float32 holds x * 2**e exactly for |e| <= LDEXP_MAX (2**-104 .. 2**96)
     xv = _bits(x, "x").view(_F16).astype(np.float32)
     with np.errstate(all="ignore"):
-        return _canon(np.asarray(np.ldexp(xv, _check_shift(e).astype(np.int32)), dtype=_F16))
+        r = np.ldexp(xv, _check_shift(e).astype(np.int32))
+    if _torch is None:
+        return _canon(r)
+    r = _torch.from_numpy(np.ascontiguousarray(r)).to(_torch.float16)    # one RNE rounding
+    return _canon_bits(r.view(_torch.int16).numpy().view(_U16))
 
 
 def ldexp_reference(x, e):
@@ -174,9 +218,16 @@ def _load_functions(ops_ns):
     return mod
 
 
+#: The element-wise operators of the fast engine without torch (NumPy float16).
+NUMPY_OPS = SimpleNamespace(add=_binary_numpy("add"), sub=_binary_numpy("subtract"),
+                            mul=_binary_numpy("multiply"), div=_binary_numpy("divide"),
+                            sqrt=_sqrt_numpy)
+_arith = NUMPY_OPS if _torch is None else SimpleNamespace(
+    add=_binary_torch("add"), sub=_binary_torch("sub"), mul=_binary_torch("mul"),
+    div=_binary_torch("div"), sqrt=_sqrt_torch)
 _fast_ops = SimpleNamespace(
-    _bits=_bits, add=_binary(np.add), sub=_binary(np.subtract), mul=_binary(np.multiply),
-    div=_binary(np.divide), sqrt=_sqrt, max=_minmax(True), min=_minmax(False),
+    _bits=_bits, add=_arith.add, sub=_arith.sub, mul=_arith.mul,
+    div=_arith.div, sqrt=_arith.sqrt, max=_minmax(True), min=_minmax(False),
     is_nan=_is_nan, from_int32=_from_int32, to_int8=_to_int8,
     CANONICAL_NAN=_ref_ops.CANONICAL_NAN, POS_INF=_ref_ops.POS_INF, NEG_INF=_ref_ops.NEG_INF)
 

@@ -29,10 +29,21 @@ def _pairs(seed, n=200_000):
 def test_binary_operators_bit_identical(name):
     a, b = _pairs(1)
     assert np.array_equal(getattr(F, name)(a, b), getattr(R, name)(a, b))
+    if hasattr(t16.NUMPY_OPS, name):            # the operators used without torch
+        assert np.array_equal(getattr(t16.NUMPY_OPS, name)(a, b), getattr(R, name)(a, b))
+
+
+def test_broadcast_operands():
+    a, b = _pairs(6, 300)
+    grid = F.add(a[:, None], b[None, :50])
+    assert np.array_equal(grid, R.add(a[:, None], b[None, :50]))
+    assert np.array_equal(F.mul(np.broadcast_to(a[:5, None], (5, 7)), 0x3C00),
+                          np.broadcast_to(a[:5, None], (5, 7)))
 
 
 def test_unary_and_elementwise_functions_exhaustive():
     assert np.array_equal(F.sqrt(ALL), R.sqrt(ALL))
+    assert np.array_equal(t16.NUMPY_OPS.sqrt(ALL), R.sqrt(ALL))
     assert np.array_equal(F.is_nan(ALL), R.is_nan(ALL))
     assert np.array_equal(F.exp(ALL), R.exp(ALL))
     assert np.array_equal(F.gelu(ALL), R.gelu(ALL))
