@@ -467,11 +467,28 @@ class ProgrammedMatrix:
         sums (a float32 GEMM of the plane bits with the levels, exact), the excess over
         the top code, combined over the planes and slices like the codes. (The reads are
         those with at least the array's threshold of active rows, ``p_hi``: below it no
-        column of the array can clip.)"""
+        column of the array can clip.) When most of the group's conversions are flagged,
+        the group is converted bit-serially as for noisy arrays instead, and its exact
+        product replaced by that."""
         B = x.shape[0]
         bits = _planes(x[:, g.rows]).reshape(-1, g.nrows)
         pc = bits.sum(-1, dtype=np.int64)
         pmax = int(pc.max(initial=0))
+        flagged = sum(int((pc >= t.p_hi).sum()) for t in g.tiles if t.p_hi <= pmax)
+        if flagged * 2 > len(pc) * len(g.tiles):
+            # most conversions may saturate: the whole group bit-serially is cheaper
+            held = [sp.held(g.dtype, g.nrows) + g.dtype(sp.eps) for sp in g.spans]
+            if y is None:
+                return self._run_group(g, held, x, None, 0)
+            acc = np.zeros(y.shape, dtype=np.float64)
+            self._run_group(g, held, x, acc, 0)
+            dt = _exact_dtype(g.nrows * 128 * 128)
+            xg = x[:, g.rows]
+            wg = self._w[g.rows]
+            acc -= xg.astype(dt) @ wg.astype(dt)
+            y += acc.astype(np.int64)
+            y += enc.offset_correction(xg)[:, None]
+            return 0
         count = 0
         for sp in g.spans:
             L1 = enc.levels_per_cell(sp.mode) - 1

@@ -80,12 +80,16 @@ def program(W, kind, rng, **kw):
 
 @pytest.mark.parametrize("kind", MODES)
 @pytest.mark.parametrize("shape", [(64, 16), (100, 70), (130, 33), (7, 5)])
-@pytest.mark.parametrize("saturate", [False, True])
+@pytest.mark.parametrize("saturate", [False, True, "all"])
 def test_ideal_fast_path_is_exact(kind, shape, saturate):
+    # "all": every vector saturates, so most conversions are flagged and whole groups
+    # take the bit-serial path
     rng = rng_for(f"ideal-{kind}-{shape}-{saturate}")
     m, n = shape
     if saturate:
         W, x = saturating_data(rng, m, n, 9)
+        if saturate == "all":
+            x = -rng.integers(1, 3, x.shape)
     else:
         W, x = rng.integers(-128, 128, (m, n)), rng.integers(-128, 128, (9, m))
     pm = program(W, kind, rng)
