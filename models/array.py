@@ -228,6 +228,8 @@ class _Span:
         self._stack = share_storage([t.crossbar for t in tiles])
         self.slots, self.outs = self._outputs()
         self._ranges = {}
+        self.bound = 0        # largest column sum of |held| (+ read noise), grid units
+        self.eps = 0.0        # the rint rounding's per-cell offset, 0 for add-1/2-floor
 
     def ranges(self, tb):
         """The clipping ranges (p_hi, q_hi, p_lo, q_lo) of each block of ``tb`` arrays."""
