@@ -229,7 +229,7 @@ def test_block_parameter_parsing_errors():
     assert parse_params(blk, ["rows=32", "read_cycles=0x8"]) == {"rows": 32, "read_cycles": 8}
     with pytest.raises(ValueError, match=r"^block 'analog_array' has no parameter 'depth'; "):
         parse_params(blk, ["depth=3"])
-    with pytest.raises(ValueError, match=r"^parameter rows must be a int, not 'many'$"):
+    with pytest.raises(ValueError, match=r"^parameter rows must be an integer .*, not 'many'$"):
         parse_params(blk, ["rows=many"])
     with pytest.raises(ValueError, match=r"^unknown block 'dram'; known blocks: "):
         get_block("dram")
