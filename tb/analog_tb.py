@@ -54,11 +54,16 @@ class Tile:
     def cell_mode(self):
         return Mode.MLC if self.mode == "mlc" else Mode.SLC
 
-    def expected(self, x):
-        """Full result word vector of the array (unused neurons give 0)."""
-        y = np.zeros(NEURONS, dtype=np.int64)
-        y[:self.weights.shape[1]] = self.pm.run(np.asarray(x)[None, :])[0]
-        return y
+    def expected(self, x, vector=0):
+        """Full result word vector of the array (unused neurons give 0) for input ``x``
+        read as vector number ``vector`` (the read-noise counter)."""
+        return self.words(self.pm.run(np.asarray(x)[None, :], first_vector=vector)[0])
+
+    def words(self, y):
+        """The array's result words for the golden outputs ``y`` of one vector."""
+        out = np.zeros(NEURONS, dtype=np.int64)
+        out[:self.weights.shape[1]] = y
+        return out
 
 
 def random_tile(rng, mode, ber, seed, low=-128, high=127):
@@ -88,26 +93,36 @@ class TB:
         self.clock = lib.TbClock(dut, period_ns=1)
         self.board = lib.Scoreboard(_compare, "results")
         self.results = []            # (y words, cycle) of every result, in order
+        self.vectors = 0             # vectors accepted: the read-noise vector numbers
 
     async def start(self):
         self.bank = lib.CrossbarBank(self.dut, self.clock, ROWS)
         self.array = self.bank.add("xbar")
         self.source = lib.StreamSource(self.dut, "i", self.clock, layout=VECTOR,
-                                       idle=lib.random_pauses(self.idle, self.prng))
+                                       idle=self._pauses(self.idle))
         self.source.on_transfer.append(self._accepted)
         self.sink = lib.StreamSink(self.dut, "o", self.clock, layout=RESULT,
-                                   backpressure=lib.random_pauses(1 - self.ready_prob, self.prng),
+                                   backpressure=self._pauses(1 - self.ready_prob),
                                    callback=self._result)
         await self.clock.start(reset_cycles=3)
 
-    def send(self, x, tile, what):
-        self.source.send({"x": [int(v) for v in x], "mode": tile.cell_mode}, (x, tile, what))
+    def _pauses(self, probability):
+        """Random pauses, or none at all (then the part need not wake every cycle)."""
+        return lib.random_pauses(probability, self.prng) if probability > 0 else lib.never()
+
+    def send(self, x, tile, what, expected=None):
+        """Queue input ``x`` for ``tile``; ``expected``: its golden result words when
+        already known (else computed when the vector is accepted)."""
+        self.source.send({"x": [int(v) for v in x], "mode": tile.cell_mode},
+                         (x, tile, what, expected))
 
     def _accepted(self, value, context, cycle):
-        x, tile, what = context
-        self.bank.push(self.array, tile.crossbar)
-        self.board.expect({"y": tile.expected(x), "mode": tile.cell_mode}, cycle=cycle,
-                          what=what)
+        x, tile, what, expected = context
+        k = self.vectors
+        self.vectors += 1
+        self.bank.push(self.array, tile.crossbar, vector=k)
+        y = tile.expected(x, k) if expected is None else expected
+        self.board.expect({"y": y, "mode": tile.cell_mode}, cycle=cycle, what=what)
 
     def _result(self, value, cycle):
         self.board.check(value, cycle=cycle)
@@ -121,7 +136,7 @@ class TB:
 
     async def drain(self, max_cycles):
         await self.clock.wait(lambda: not self.source.busy and not self.board.pending,
-                              max_cycles, f"{self.board.pending} results")
+                              max_cycles, f"{self.board.pending} results", events=True)
 
 
 def cycles_per_vector(mode):
@@ -222,7 +237,7 @@ async def stream_throughput(dut):
         for i in range(n):
             tb.send(tb.rng.integers(-128, 128, ROWS), tile, f"stream {mode} #{i}")
         await tb.clock.wait(lambda: tb.board.checked >= start_checked + n,
-                            2 * n * cycles_per_vector(mode) + 200, f"{mode} stream")
+                            2 * n * cycles_per_vector(mode) + 200, f"{mode} stream", events=True)
         outs = [c for _, c in tb.results[start_checked:]]
         accepted = tb.board.latencies[start_checked:]
         ideal = cycles_per_vector(mode)

@@ -54,7 +54,7 @@ REPORT = os.environ.get("HYFLEXPIM_CHIP_REPORT")
 def pu0_monitor(dut, clock, check):
     """A monitor of PU 0's output on the global bus (``bus.i[1]``); ``check(pkt)`` gets
     every packet."""
-    return lib.StreamMonitor(dut.bus, f"i__{CHIP.pu_port(0)}", clock, layout=CHIP.layout,
+    return lib.StreamMonitor(lib.core(dut).bus, f"i__{CHIP.pu_port(0)}", clock, layout=CHIP.layout,
                              callback=lambda value, cycle: check(packet(value)))
 
 

@@ -4,14 +4,13 @@ The array port ``pim__*`` is answered by the behavioural array model
 (:class:`hyflexpim.models.digital_pim.DigitalArray`, ``strict``: a NOR on an operand
 never written or on an output not preset fails the test): at every falling edge
 :class:`ArrayBank` applies the operation the DUT drives and, for a READ, drives
-``pim__rdata`` in the same cycle. Every result beat is compared in order with exact
+``pim__rdata`` in the same cycle (:class:`hyflexpim.tb.lib.ArrayBank`). Every result beat is compared in order with exact
 integer arithmetic on the host's copy of the KV cache (:class:`Host`); the array
 operations of every product run are counted and their span compared with
 :func:`hyflexpim.models.digital_pim.run_cycles`.
 
 Built from :mod:`hyflexpim.tb.lib` (clock, stream source and sink, scoreboard, seeds,
-the design from the registry); the array side, :class:`ArrayBank`, is a
-:class:`~hyflexpim.tb.lib.Part` of this testbench.
+the design from the registry, the array side :class:`~hyflexpim.tb.lib.ArrayBank`).
 Parameters: ``HYFLEXPIM_PARAMS`` (JSON, ``quick``: fewer cases,
 ``n_keys``: the key counts of the cycle test), ``HYFLEXPIM_SEED``, ``HYFLEXPIM_REPORT``
 (JSON lines of the measured cycles).
@@ -22,10 +21,8 @@ import os
 import numpy as np
 
 import cocotb
-from cocotb.triggers import FallingEdge
-
-from hyflexpim.models.digital_pim import DigitalArray, MASKED, run_cycles
-from hyflexpim.rtl.digital_pim import ArrayOp, Cmd
+from hyflexpim.models.digital_pim import MASKED, run_cycles
+from hyflexpim.rtl.digital_pim import Cmd
 from hyflexpim.tb import lib
 
 DUT = lib.design()
@@ -37,52 +34,9 @@ QUICK = bool(lib.params().get("quick", False))
 REPORT = os.environ.get("HYFLEXPIM_REPORT")
 
 
-class ArrayBank(lib.Part):
-    """The arrays: applies the DUT's operation at every falling edge (reset low) to a
-    :class:`DigitalArray` and answers READs on ``pim__rdata`` in the same cycle.
-    ``log`` keeps ``(cycle, op)`` of every operation other than NOP."""
-
-    def __init__(self, dut, clock):
-        self.dut, self.clock = dut, clock
-        self.model = DigitalArray(LAY.rows, C, A, strict=True)
-        self.log = []
-        self._mask = (1 << C) - 1
-        dut.pim__rdata.value = 0
-        self._launch()
-
-    def _field(self, name):
-        return _uint(getattr(self.dut, f"pim__{name}"))
-
-    def _per_array(self, value, count):
-        return np.array([[(value >> (C * a + k)) & 1 for k in range(count)] for a in range(A)],
-                        dtype=np.uint8)
-
-    async def _run(self):
-        dut = self.dut
-        while True:
-            await FallingEdge(dut.clk)
-            if self.clock.in_reset:
-                dut.pim__rdata.value = 0
-                continue
-            op = ArrayOp(self._field("op"))
-            if op == ArrayOp.NOP:
-                dut.pim__rdata.value = 0
-                continue
-            row, col, n = self._field("row"), self._field("col"), self._field("count")
-            en = self._field("en")
-            en = np.array([(en >> a) & 1 for a in range(A)], dtype=bool)
-            self.log.append((self.clock.cycle, op))
-            if op == ArrayOp.WRITE:
-                self.model.write(row, col, self._per_array(self._field("wdata"), n), en)
-            elif op == ArrayOp.NOR:
-                self.model.nor(row, self._field("a"), self._field("b"), col, n, en)
-            rd = 0
-            if op == ArrayOp.READ:
-                bits = self.model.read(row, col, n).reshape(A, n)
-                for a in range(A):
-                    word = int("".join(str(int(b)) for b in bits[a][::-1]), 2)
-                    rd |= word << (C * a)
-            dut.pim__rdata.value = rd
+def ArrayBank(dut, clock):
+    """The arrays of the controller under test (:class:`hyflexpim.tb.lib.ArrayBank`)."""
+    return lib.ArrayBank(dut, clock, rows=LAY.rows, cols=C, arrays=A)
 
 
 def _uint(handle):

@@ -53,7 +53,9 @@ Parts: :func:`seed`, :func:`rng`, :func:`design`, :func:`report`; :class:`TbCloc
 (clock, cycle count, reset, waits); :class:`StreamBus`, :class:`StreamSource`,
 :class:`StreamSink`, :class:`StreamMonitor` (passive); pause generators :func:`never`, :func:`random_pauses`,
 :func:`pattern`; :class:`Scoreboard` (in order, per channel); :class:`CrossbarBank`
-(the analog side of arrays, from :class:`hyflexpim.models.crossbar.Crossbar`).
+(the analog side of arrays, from :class:`hyflexpim.models.crossbar.Crossbar`);
+:class:`ArrayBank` (the digital PIM arrays, from
+:class:`hyflexpim.models.digital_pim.DigitalArray`).
 The runner side (build, parameters, environment) is
 :func:`hyflexpim.sim.cocotb_runner.run_block`.
 """
@@ -62,6 +64,7 @@ import itertools
 import json
 import os
 import random
+import time
 from collections import deque
 
 import numpy as np
@@ -74,7 +77,7 @@ from ..models.encoding import INPUT_BITS
 try:
     import cocotb
     from cocotb.clock import Clock
-    from cocotb.triggers import FallingEdge, RisingEdge
+    from cocotb.triggers import Event, FallingEdge, RisingEdge, Timer
     from cocotb.utils import get_sim_time
 except ImportError:         # pack / unpack / seed helpers work without cocotb
     cocotb = None
@@ -83,6 +86,7 @@ __all__ = [
     "seed", "rng", "params", "design", "report", "pack", "unpack",
     "never", "random_pauses", "pattern",
     "TbClock", "Part", "StreamBus", "StreamSource", "StreamSink", "StreamMonitor", "Scoreboard", "CrossbarBank",
+    "ArrayBank",
 ]
 
 
@@ -123,6 +127,16 @@ def design():
     comp = get_block(name).factory(**json.loads(os.environ.get("HYFLEXPIM_BLOCK_PARAMS", "{}")))
     comp._MustUse__silence = True
     return comp
+
+
+def core(dut):
+    """The design's own module inside the simulated top: ``dut.core`` when the runner
+    wrapped the design in its simulation-only top (:mod:`hyflexpim.sim.sh_model`), else
+    ``dut`` itself. Internal signals (``core(dut).bus``) are reached through it."""
+    try:
+        return dut.core
+    except AttributeError:
+        return dut
 
 
 def report(label, path, **fields):
@@ -193,11 +207,43 @@ def unpack(shape, bits):
     return [v for _, v in vals]
 
 
+_LH = str.maketrans("LH", "01")
+
+
+def _resolved(value):
+    """The unsigned integer of a signal value (``LogicArray``), or ``None`` when a bit is
+    X, Z, U, W or -: the check of ``is_resolvable`` on the value's string, without
+    building one object per bit."""
+    s = str(value)
+    if s.count("0") + s.count("1") != len(s):
+        s = s.translate(_LH)
+        if s.count("0") + s.count("1") != len(s):
+            return None
+    return int(s, 2)
+
+
 # ----------------------------------------------------------------------------- pauses
+
+class _Never:
+    """The pause generator of :func:`never` (the parts recognise it: a sink whose
+    backpressure never pauses need not be woken every cycle)."""
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return False
+
 
 def never():
     """Pause generator that never pauses (always valid / always ready)."""
-    return itertools.repeat(False)
+    return _Never()
+
+
+def _per_cycle():
+    """``HYFLEXPIM_TB_POLL=cycle``: every part wakes on every cycle (the event-driven
+    waits of the parts off; for comparison and debugging, the results are the same)."""
+    return os.environ.get("HYFLEXPIM_TB_POLL", "") == "cycle"
 
 
 def random_pauses(probability, rng):
@@ -220,11 +266,21 @@ class TbClock:
     simulation time (it does not depend on which coroutine runs first). At a falling
     edge it is the number of the coming rising edge's cycle, the stamp every part of
     this library records.
+
+    The clock toggles in the simulator, not in Python: in the simulation top's clock
+    generator (``HYFLEXPIM_CLOCK=hdl``, :mod:`hyflexpim.sim.sh_model`; it runs on from
+    one test to the next, and a later :meth:`start` begins at its next rising edge) or
+    cocotb's GPI clock on the ``clk`` port. Every part of this library calls
+    :meth:`notify` when it has done something (a transfer, a sample), which is what
+    :meth:`wait` with ``events=True`` wakes on.
     """
 
     def __init__(self, dut, period_ns=10):
         self.dut, self.clk, self.period_ns = dut, dut.clk, period_ns
         self._t0 = None
+        self._wall0 = self._cpu0 = None
+        self._activity = Event() if cocotb is not None else None
+        self.hdl_clock = os.environ.get("HYFLEXPIM_CLOCK") == "hdl"
 
     @property
     def cycle(self):
@@ -238,11 +294,35 @@ class TbClock:
         v = self.dut.rst.value
         return not v.is_resolvable or bool(int(v))
 
+    def notify(self):
+        """Tell :meth:`wait` (``events=True``) that the testbench's state may have changed."""
+        self._activity.set()
+
+    def figures(self):
+        """``simulator``, ``cycles`` (since :meth:`start`), ``wall_s``, ``cpu_s`` (this
+        process's), ``cycles_per_s`` and ``cycles_per_cpu_s`` so far (no build)."""
+        wall = time.perf_counter() - self._wall0
+        cpu = time.process_time() - self._cpu0
+        cycles = self.cycle
+        return dict(simulator=f"{cocotb.SIM_NAME} {cocotb.SIM_VERSION}".strip(),
+                    cycles=cycles, wall_s=wall, cpu_s=cpu,
+                    cycles_per_s=cycles / wall if wall > 0 else None,
+                    cycles_per_cpu_s=cycles / cpu if cpu > 0 else None)
+
     async def start(self, reset_cycles=2, idle=()):
         """Start the clock with reset high and every signal in ``idle`` at 0, release
         reset after ``reset_cycles`` rising edges and wait one more."""
+        self._wall0, self._cpu0 = time.perf_counter(), time.process_time()
+        if self.hdl_clock:
+            run = self.dut.hyflexpim_clk_run
+            self.dut.hyflexpim_clk_half.value = self.period_ns * 500
+            if run.value.is_resolvable and int(run.value):
+                await RisingEdge(self.clk)          # running: begin at its next rise
+            else:
+                run.value = 1                       # rises now
+        else:
+            Clock(self.clk, self.period_ns, unit="ns", impl="gpi").start()
         self._t0 = get_sim_time("ps")
-        cocotb.start_soon(Clock(self.clk, self.period_ns, unit="ns").start())
         self.dut.rst.value = 1
         for sig in idle:
             sig.value = 0
@@ -258,18 +338,62 @@ class TbClock:
         await self.cycles(cycles)
         self.dut.rst.value = 0
 
+    def _next_rise_ps(self):
+        """Simulation time (ps) of the next rising edge that has not happened yet."""
+        period = self.period_ns * 1000
+        now = get_sim_time("ps")
+        phase = (now - self._t0) % period
+        if phase:
+            return now - phase + period
+        v = self.clk.value
+        return now if v.is_resolvable and not int(v) else now + period
+
     async def cycles(self, n):
-        """Wait ``n`` rising edges."""
+        """Wait ``n`` rising edges (a long wait sleeps in a timer, not edge by edge)."""
+        period = self.period_ns * 1000
+        if n > 3 and self._t0 is not None and not _per_cycle():
+            target = self._next_rise_ps() + (n - 1) * period
+            await Timer(target - period // 2 - get_sim_time("ps"), unit="ps")
+            await RisingEdge(self.clk)
+            return
         for _ in range(n):
             await RisingEdge(self.clk)
 
-    async def wait(self, done, max_cycles, what="the testbench"):
-        """Wait (checking at falling edges) until ``done()``; fail after ``max_cycles``."""
-        for _ in range(max_cycles):
-            await FallingEdge(self.clk)
-            if done():
-                return
-        raise AssertionError(f"timeout after {max_cycles} cycles waiting for {what}")
+    async def wait(self, done, max_cycles, what="the testbench", *, events=False):
+        """Wait (checking at falling edges) until ``done()``; fail after ``max_cycles``.
+
+        ``events=True``: ``done()`` is checked only after the parts of this library have
+        done something (:meth:`notify`), not at every falling edge: for a ``done`` that
+        reads only what the parts and their callbacks change (scoreboards, counts, queues).
+        """
+        if not events or _per_cycle():
+            for _ in range(max_cycles):
+                await FallingEdge(self.clk)
+                if done():
+                    return
+            raise AssertionError(f"timeout after {max_cycles} cycles waiting for {what}")
+        period = self.period_ns * 1000
+        await FallingEdge(self.clk)
+        # the last falling edge to check is ``max_cycles - 1`` periods on; the watchdog
+        # wakes this wait a quarter period after it, when the parts have seen that edge
+        timed_out = []
+
+        async def watchdog():
+            await Timer((max_cycles - 1) * period + period // 4, unit="ps")
+            timed_out.append(True)
+            self._activity.set()
+
+        dog = cocotb.start_soon(watchdog())
+        try:
+            while not done():
+                if timed_out:
+                    raise AssertionError(f"timeout after {max_cycles} cycles waiting for {what}")
+                self._activity.clear()
+                await self._activity.wait()
+                if not timed_out and (get_sim_time("ps") - self._t0) % period != period // 2:
+                    await FallingEdge(self.clk)
+        finally:
+            dog.cancel()
 
 
 # ----------------------------------------------------------------------------- streams
@@ -311,6 +435,10 @@ class StreamSource(Part):
     until the transfer. On each transfer every function in ``on_transfer`` is called with
     ``(value, context, cycle)``. ``sent`` counts the transfers, ``first`` / ``last`` are
     the cycles of the first and last.
+
+    The source sleeps while its queue is empty (until :meth:`send`) and, while a value
+    on offer waits for ``ready`` low, until ``ready`` changes: it does not wake on
+    every cycle (``HYFLEXPIM_TB_POLL=cycle`` makes it).
     """
 
     def __init__(self, dut, prefix, clock, *, layout=None, idle=None):
@@ -319,6 +447,7 @@ class StreamSource(Part):
         self.on_transfer = []
         self._queue = deque()
         self._current = None
+        self._queued = Event()
         self.sent = 0
         self.first = self.last = None
         self.bus.valid.value = 0
@@ -328,6 +457,7 @@ class StreamSource(Part):
     def send(self, value, context=None):
         bits = pack(self.layout, value) if self.layout is not None else int(value)
         self._queue.append((bits, value, context))
+        self._queued.set()
 
     @property
     def busy(self):
@@ -340,32 +470,49 @@ class StreamSource(Part):
 
     async def _run(self):
         clk = self.clock.clk
+        ready = self.bus.ready
+        per_cycle = _per_cycle()
         while True:
             await RisingEdge(clk)
             if self._current is None and self._queue and not next(self.idle):
                 self._current = self._queue.popleft()
                 self.bus.payload.value = self._current[0]
             self.bus.valid.value = int(self._current is not None)
-            await FallingEdge(clk)
-            if (self._current is not None and int(self.bus.ready.value)
-                    and not self.clock.in_reset):
-                _, value, context = self._current
-                self._current = None
-                cycle = self.clock.cycle
-                self.sent += 1
-                self.first = cycle if self.first is None else self.first
-                self.last = cycle
-                for fn in self.on_transfer:
-                    fn(value, context, cycle)
+            if self._current is None:
+                if not self._queue and not per_cycle:
+                    self._queued.clear()
+                    await self._queued.wait()
+                continue
+            # on offer: valid and payload hold until the transfer
+            while True:
+                await FallingEdge(clk)
+                if int(ready.value) and not self.clock.in_reset:
+                    break
+                if per_cycle:
+                    await RisingEdge(clk)
+                elif not int(ready.value):
+                    await ready.value_change
+            _, value, context = self._current
+            self._current = None
+            cycle = self.clock.cycle
+            self.sent += 1
+            self.first = cycle if self.first is None else self.first
+            self.last = cycle
+            for fn in self.on_transfer:
+                fn(value, context, cycle)
+            self.clock.notify()
 
 
 class StreamMonitor(Part):
     """Watches the transfers of a stream port and drives nothing (for a stream that
-    other logic drives, e.g. ``StreamBus.from_prefix(dut.bus, "i__1")`` inside the
+    other logic drives, e.g. ``StreamBus.from_prefix(core(dut).bus, "i__1")`` inside the
     design). Every transfer is unpacked with ``layout`` (an ``int`` without one), handed
     to ``callback(value, cycle)`` (when given) and kept in ``received`` (``(value,
     cycle)`` pairs, when ``keep``). ``count`` counts the transfers, ``first`` / ``last``
     are the cycles of the first and last; an unresolved payload (X or Z) fails.
+
+    Between transfers the monitor sleeps until ``valid`` (or ``ready``) changes, rather
+    than waking on every cycle (``HYFLEXPIM_TB_POLL=cycle`` makes it).
     """
 
     def __init__(self, dut, prefix, clock, *, layout=None, callback=None, keep=False):
@@ -377,18 +524,27 @@ class StreamMonitor(Part):
         self._launch()
 
     async def _run(self):
+        per_cycle = _per_cycle()
+        valid, ready = self.bus.valid, self.bus.ready
         while True:
             await FallingEdge(self.clock.clk)
-            self._observe()
+            if self._observe() or per_cycle:
+                continue
+            v, r = valid.value, ready.value
+            if v.is_resolvable and not int(v):
+                await valid.value_change
+            elif r.is_resolvable and not int(r):
+                await ready.value_change
 
     def _observe(self):
+        """Take the transfer seen now, if any; return whether there was one."""
         if (int(self.bus.valid.value) and int(self.bus.ready.value)
                 and not self.clock.in_reset):
             raw = self.bus.payload.value
-            if not raw.is_resolvable:
+            bits = _resolved(raw)
+            if bits is None:
                 raise AssertionError(f"unresolved payload {raw} on a transfer at cycle "
                                      f"{self.clock.cycle}")
-            bits = raw.to_unsigned()
             value = unpack(self.layout, bits) if self.layout is not None else bits
             cycle = self.clock.cycle
             self.count += 1
@@ -398,11 +554,15 @@ class StreamMonitor(Part):
                 self.received.append((value, cycle))
             if self.callback is not None:
                 self.callback(value, cycle)
+            self.clock.notify()
+            return True
+        return False
 
 
 class StreamSink(StreamMonitor):
     """Sink of a stream port: a :class:`StreamMonitor` that also drives ``ready``, from
-    the pause generator ``backpressure`` (asked every cycle; ``None``: always ready)."""
+    the pause generator ``backpressure`` (asked every cycle; ``None`` or :func:`never`:
+    always ready, and then the sink sleeps between transfers until ``valid`` changes)."""
 
     def __init__(self, dut, prefix, clock, *, layout=None, backpressure=None, callback=None,
                  keep=False):
@@ -412,6 +572,16 @@ class StreamSink(StreamMonitor):
 
     async def _run(self):
         clk = self.clock.clk
+        if isinstance(self.backpressure, _Never) and not _per_cycle():
+            await RisingEdge(clk)
+            self.bus.ready.value = 1
+            valid = self.bus.valid
+            while True:
+                await FallingEdge(clk)
+                if not self._observe():
+                    v = valid.value
+                    if v.is_resolvable and not int(v):
+                        await valid.value_change
         while True:
             await RisingEdge(clk)
             self.bus.ready.value = int(not next(self.backpressure))
@@ -471,16 +641,24 @@ class Scoreboard:
 # ----------------------------------------------------------------------------- analog side
 
 class _Array:
-    def __init__(self, dut, prefix, rows):
-        self.wl, self.sample, self.sel, self.trial, self.cmp = (
-            getattr(dut, f"{prefix}__{f}") for f in ("wl", "sample", "sel", "trial", "cmp"))
-        self.prefix, self.rows = prefix, rows
+    def __init__(self, dut, prefix, rows, hdl):
+        self.prefix, self.rows, self.hdl = prefix, rows, hdl
         self.fixed = None          # one crossbar for every vector
-        self.pending = deque()     # or one per vector, in the order of the vectors
-        self.planes = 0            # planes sampled of the oldest pending vector
+        self.pending = deque()     # or (crossbar, vector) per vector, in order
+        self.planes = 0            # planes sampled of the current vector
+        self.vectors = 0           # vectors sampled (the read-noise vector index)
         self.held = None
         self.samples = 0
-        self.cmp.value = 0
+        if hdl:
+            # the S&H model of hyflexpim.sim.sh_model: loaded once per sample
+            self.held_in, self.wl_q, self.count = (
+                getattr(dut, f"{prefix}__{f}") for f in ("held", "wl_q", "count"))
+            self.seen = _resolved(self.count.value) or 0
+            self.task = None
+        else:
+            self.wl, self.sample, self.sel, self.trial, self.cmp = (
+                getattr(dut, f"{prefix}__{f}") for f in ("wl", "sample", "sel", "trial", "cmp"))
+            self.cmp.value = 0
 
 
 class CrossbarBank(Part):
@@ -489,39 +667,64 @@ class CrossbarBank(Part):
     Every array is a :class:`~hyflexpim.rtl.analog.CrossbarSignature` port group
     ``<prefix>__wl/sample/sel/trial/cmp``. Whenever the DUT asserts ``sample`` the bank
     captures the held bitline values of the array's :class:`Crossbar` for the wordlines
-    driven at that moment (:meth:`Crossbar.held_values`); in every cycle it answers
+    driven at that moment (:meth:`Crossbar.held_values`, with the read's ``vector`` and
+    ``plane`` when the crossbar has read noise); the comparator answers
     ``cmp = held[sel] >= dac_level(trial)`` (:meth:`Crossbar.compare`).
+
+    Two ways, chosen by the build (``HYFLEXPIM_SH_MODEL``, exported by
+    :func:`hyflexpim.sim.cocotb_runner.run_cocotb`): ``hdl`` (default), the S&H model of
+    :mod:`hyflexpim.sim.sh_model` in the simulated top holds the values and answers the
+    comparator, and the bank acts once per sample: woken by the model's sample count, it
+    reads the latched wordlines and loads the held values; ``python``, the bank wakes on
+    every falling edge, captures when ``sample`` is high and drives ``cmp``. Both give
+    the same comparisons, cycle for cycle.
 
     ``add(prefix, crossbar)`` adds an array with one crossbar for all its vectors;
     ``add(prefix)`` one whose crossbar changes with the vector: ``push(index, crossbar)``
     queues the crossbar of each vector sent to it (the bank moves on after its
-    ``planes`` samples; a sample with nothing queued fails). ``tie_off(prefix)`` holds
-    the comparator of an unused array at 0. ``samples`` counts the samples of every
-    array of the bank.
+    ``planes`` samples; a sample with nothing queued fails). Read noise numbers the
+    vectors of an array 0, 1, ... from ``first_vector`` (of :meth:`add`) in the order
+    they are sampled, or as given to :meth:`push` (``vector=``); a golden model of the
+    same reads runs them with the same numbers (``run(x, first_vector=...)``).
+    ``tie_off(prefix)`` holds the comparator of an unused array at 0. ``samples`` counts
+    the samples of every array of the bank.
     """
 
     def __init__(self, dut, clock, rows, *, planes=INPUT_BITS):
         self.dut, self.clock, self.rows, self.planes = dut, clock, rows, planes
         self.arrays = []
-        self._launch()
+        self.hdl = os.environ.get("HYFLEXPIM_SH_MODEL", "python") == "hdl"
+        if not self.hdl:
+            self._launch()
 
-    def add(self, prefix, crossbar=None):
-        arr = _Array(self.dut, prefix, self.rows)
+    def add(self, prefix, crossbar=None, first_vector=0):
+        arr = _Array(self.dut, prefix, self.rows, self.hdl)
         arr.fixed = crossbar
+        arr.vectors = first_vector
         self.arrays.append(arr)
+        if self.hdl:
+            arr.task = cocotb.start_soon(self._run_model(arr))
         return len(self.arrays) - 1
 
     def tie_off(self, prefix):
-        getattr(self.dut, f"{prefix}__cmp").value = 0
+        if not self.hdl:        # the model's comparator answers 0 until it is loaded
+            getattr(self.dut, f"{prefix}__cmp").value = 0
 
-    def push(self, index, crossbar):
-        self.arrays[index].pending.append(crossbar)
+    def push(self, index, crossbar, vector=None):
+        self.arrays[index].pending.append((crossbar, vector))
 
     def flush(self):
         """Forget the queued crossbars and held values (after a reset)."""
         for arr in self.arrays:
             arr.pending.clear()
             arr.planes, arr.held = 0, None
+
+    def stop(self):
+        if self.hdl:
+            for arr in self.arrays:
+                arr.task.cancel()
+        else:
+            super().stop()
 
     @property
     def samples(self):
@@ -538,19 +741,113 @@ class CrossbarBank(Part):
                 else:
                     arr.cmp.value = 0
                 if not in_reset and int(arr.sample.value):
-                    self._capture(arr)
+                    arr.held = self._capture(arr, arr.wl.value.to_unsigned())
 
-    def _capture(self, arr):
+    async def _run_model(self, arr):
+        from ..sim.sh_model import FRAC_BITS, pack_held
+        adc_bits = None
+        while True:
+            await arr.count.value_change
+            n = _resolved(arr.count.value)
+            if n is None or n == arr.seen:
+                continue
+            assert n == (arr.seen + 1) & 0xFFFFFFFF, \
+                f"{arr.prefix}: {n - arr.seen} samples at once (the bank missed some)"
+            arr.seen = n
+            held = self._capture(arr, _resolved(arr.wl_q.value))
+            if adc_bits is None:
+                adc_bits = len(arr.held_in) // len(held) - FRAC_BITS - 2
+            arr.held_in.value = pack_held(held, adc_bits)
+
+    def _capture(self, arr, wl):
+        """Held values of the read sampled now with wordline bits ``wl`` (an integer)."""
         if arr.fixed is not None:
-            xb = arr.fixed
+            xb, vector = arr.fixed, arr.vectors
         else:
             assert arr.pending, f"{arr.prefix}: DUT sampled bitlines with no vector in flight"
-            xb = arr.pending[0]
-            arr.planes += 1
-            if arr.planes == self.planes:
+            xb, vector = arr.pending[0]
+            vector = arr.vectors if vector is None else vector
+        plane = arr.planes
+        arr.planes += 1
+        if arr.planes == self.planes:
+            if arr.fixed is None:
                 arr.pending.popleft()
-                arr.planes = 0
-        wl = arr.wl.value.to_unsigned()
+            arr.planes = 0
+            arr.vectors += 1
         bits = np.array([(wl >> r) & 1 for r in range(self.rows)], dtype=np.int64)
-        arr.held = xb.held_values(bits)
+        if xb.has_read_noise:
+            held = xb.held_values(bits, vector=vector, plane=plane)
+        else:
+            held = xb.held_values(bits)
         arr.samples += 1
+        self.clock.notify()
+        return held
+
+
+# ----------------------------------------------------------------------------- digital PIM side
+
+def _uint(handle):
+    """Unsigned value of a port (a one-bit port's value is a ``Logic``)."""
+    v = handle.value
+    return v.to_unsigned() if hasattr(v, "to_unsigned") else int(v)
+
+
+class ArrayBank(Part):
+    """The digital PIM arrays behind a :class:`~hyflexpim.rtl.digital_pim.DigitalArraySignature`
+    port group ``<prefix>__op/row/col/a/b/count/en/wdata/rdata``: at every falling edge
+    (reset low) the operation the DUT drives is applied to a
+    :class:`~hyflexpim.models.digital_pim.DigitalArray` (``strict``: a NOR on an operand
+    never written or on an output not preset fails the test) and a READ is answered on
+    ``rdata`` in the same cycle. ``log`` keeps ``(cycle, op)`` of every operation other
+    than NOP; ``model`` is the array model.
+    """
+
+    def __init__(self, dut, clock, *, rows, cols, arrays, prefix="pim", strict=True):
+        from ..models.digital_pim import DigitalArray
+        from ..rtl.digital_pim import ArrayOp
+        self.dut, self.clock, self.prefix = dut, clock, prefix
+        self.rows, self.cols, self.arrays = rows, cols, arrays
+        self.model = DigitalArray(rows, cols, arrays, strict=strict)
+        self.log = []
+        self._ops = ArrayOp
+        self._h = {f: getattr(dut, f"{prefix}__{f}") for f in
+                   ("op", "row", "col", "a", "b", "count", "en", "wdata", "rdata")}
+        self._h["rdata"].value = 0
+        self._launch()
+
+    def _bits(self, value, count):
+        """``(arrays, count)`` bits of a per-array port value (``cols`` bits per array)."""
+        raw = int(value).to_bytes(-(-self.cols * self.arrays // 8), "little")
+        bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")
+        return bits[:self.cols * self.arrays].reshape(self.arrays, self.cols)[:, :count]
+
+    def _word(self, bits):
+        """The port value of ``(arrays, n)`` bits, array ``a`` from bit ``cols * a``."""
+        full = np.zeros((self.arrays, self.cols), dtype=np.uint8)
+        full[:, :bits.shape[1]] = bits
+        packed = np.packbits(full.reshape(-1), bitorder="little").tobytes()
+        return int.from_bytes(packed, "little")
+
+    async def _run(self):
+        h, ops = self._h, self._ops
+        while True:
+            await FallingEdge(self.clock.clk)
+            if self.clock.in_reset:
+                h["rdata"].value = 0
+                continue
+            op = ops(_uint(h["op"]))
+            if op == ops.NOP:
+                h["rdata"].value = 0
+                continue
+            row, col, n = _uint(h["row"]), _uint(h["col"]), _uint(h["count"])
+            en_bits = _uint(h["en"])
+            en = np.array([(en_bits >> a) & 1 for a in range(self.arrays)], dtype=bool)
+            self.log.append((self.clock.cycle, op))
+            rd = 0
+            if op == ops.WRITE:
+                self.model.write(row, col, self._bits(_uint(h["wdata"]), n), en)
+            elif op == ops.NOR:
+                self.model.nor(row, _uint(h["a"]), _uint(h["b"]), col, n, en)
+            elif op == ops.READ:
+                rd = self._word(self.model.read(row, col, n).reshape(self.arrays, n))
+            h["rdata"].value = rd
