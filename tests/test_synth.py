@@ -77,7 +77,8 @@ def test_timing_of_sar_adc():
     _liberty_or_skip()
     if S.sta_command() is None:
         pytest.skip("OpenSTA not installed")
-    r = S.synth_block("sar_adc", small=True, outdir=OUT)
+    r = S.synth_block("sar_adc", small=True, outdir=OUT, cache=False)
+    assert r.cache == "off" and r.tools["yosys"].startswith("Yosys ")
     t = r.timing
     assert t["available"], r.notes
     assert t["critical_path_ns"] == pytest.approx(t["period_ns"] - t["worst_slack_ns"], abs=1e-3)
@@ -161,3 +162,91 @@ def test_bad_sweep_name():
     with pytest.raises(ValueError, match=r"^sweep must be one of rows, cols, adc_steps, lanes, "
                                          r"not 'depth'$"):
         S.sweep("depth")
+
+
+def test_critical_paths_are_named_by_registers():
+    _liberty_or_skip()
+    if S.sta_command() is None:
+        pytest.skip("OpenSTA not installed")
+    r = S.synth_block("shift_add", small=True, outdir=OUT, cache=False)
+    t = r.timing
+    assert t["paths"] and t["paths"][0]["critical_path_ns"] == pytest.approx(
+        t["critical_path_ns"], abs=1e-3)
+    regs = {p["from"] for p in t["paths"]} | {p["to"] for p in t["paths"]}
+    # every start and end is an RTL register or a port, never a mapped cell's _NNN_ name
+    assert not any(re.fullmatch(r"_\d+_", n) for n in regs), regs
+    assert any(n in ("acc", "partial") or n.startswith(("input ", "output ")) for n in regs)
+    assert t["start_register"] == t["paths"][0]["from"]
+    assert len({(p["from"], p["to"]) for p in t["paths"]}) == len(t["paths"])
+
+
+def test_flip_flop_names_from_netlist(tmp_path):
+    net = tmp_path / "n.v"
+    net.write_text("""module t(clk);
+  DFFPOSX1 _12_ (
+    .CLK(clk),
+    .D(_3_),
+    .Q(\\adc.o__payload [8])
+  );
+  DFFSR \\keep.me  (.CLK(clk), .D(a), .Q(count), .R(r), .S(s));
+  NAND2X1 _13_ (.A(a), .B(b), .Y(c));
+endmodule
+""")
+    names = S.flip_flop_names(net, {"DFFPOSX1", "DFFSR"})
+    assert names == {"_12_": "adc.o__payload[8]", "keep.me": "count"}
+
+
+def test_cache_hit_is_the_same_result_and_keyed_by_the_netlist(tmp_path):
+    _liberty_or_skip()
+    cache = tmp_path / "cache"
+    a = S.synth_block("sar_adc", {"cols": 8}, small=True, outdir=tmp_path, cache=cache)
+    assert a.cache == "miss" and len(a.cache_key) == 64
+    assert len(list(cache.glob("*/*.json"))) == 1
+    b = S.synth_block("sar_adc", {"cols": 8}, small=True, outdir=tmp_path, cache=cache)
+    assert b.cache == "hit" and b.cache_key == a.cache_key
+    for k in ("cells", "flip_flops", "logic_depth", "area_um2", "cell_types", "timing",
+              "scaled_65nm", "tools", "runtime_s"):
+        assert getattr(a, k) == getattr(b, k), k
+    # another netlist, another key; timing off is another flow
+    c = S.synth_block("sar_adc", {"cols": 16}, small=True, outdir=tmp_path, cache=cache)
+    d = S.synth_block("sar_adc", {"cols": 8}, small=True, outdir=tmp_path, cache=cache,
+                      timing=False)
+    assert c.cache == d.cache == "miss"
+    assert len({a.cache_key, c.cache_key, d.cache_key}) == 3
+    assert d.timing == {}
+    # an entry of another flow version is not used
+    entry = next(cache.glob(f"*/{a.cache_key}.json"))
+    doc = json.loads(entry.read_text())
+    doc["flow_version"] = "0"
+    entry.write_text(json.dumps(doc))
+    assert S.synth_block("sar_adc", {"cols": 8}, small=True, outdir=tmp_path,
+                         cache=cache).cache == "miss"
+
+
+def test_parallel_runs_equal_serial_ones(tmp_path):
+    _liberty_or_skip()
+    names = ["fp16_cmp", "sar_adc"]
+    par = S.synth_all(small=True, outdir=tmp_path, timing=False, names=names, jobs=2,
+                      cache=False)
+    ser = S.synth_all(small=True, outdir=tmp_path, timing=False, names=names, jobs=1,
+                      cache=False)
+    assert [r.block for r in par] == names
+    assert [(r.cells, r.area_um2) for r in par] == [(r.cells, r.area_um2) for r in ser]
+
+
+def test_cli_jobs_and_cache_options(tmp_path, capsys):
+    assert main(["synth", "sar_adc", "-j", "0"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "hyflexpim synth: error: --jobs must be an integer in 1..256, not 0")
+    assert main(["synth", "sar_adc", "--no-cache", "--cache-dir", str(tmp_path)]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+    _liberty_or_skip()
+    args = ["synth", "sar_adc", "--small", "-p", "cols=8", "--no-timing", "-o", str(tmp_path),
+            "--cache-dir", str(tmp_path / "c")]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "0 from the cache" in err and "Yosys " in err
+    assert main(args) == 0
+    assert "1 from the cache" in capsys.readouterr().err
+    md = (tmp_path / "sar_adc-cols8-rows16.md").read_text()
+    assert re.search(r"^Tools: .*yosys: Yosys \d", md, re.M)
