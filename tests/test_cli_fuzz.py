@@ -55,10 +55,6 @@ KNOWN_BAD = [
     (r"^verilog sfu_\S* .*(\bn|slots)=\s*0*[1-9]\d{2,}",
      "rtl/sfu.py",
      "n / slots have no upper bound (n=100000, slots=100000 elaborate for minutes)"),
-    (r"^demo .*--seed -",
-     "sim/commands/demo.py",
-     "a negative --seed runs the simulation and ends in a CocotbFailure traceback (the cause "
-     "only in sim.log); check seed first"),
     (r"^(verilog|synth|fpga) sfu_layernorm .*eps=\s*(0+|3174[4-9]|317[5-9]\d|31[89]\d\d|"
      r"3[2-9]\d{3}|[4-6]\d{4})\b",
      "rtl/sfu.py (LayerNormUnit)",

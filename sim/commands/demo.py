@@ -16,6 +16,8 @@ from ..cocotb_runner import BUILD_ROOT, run_block
 from ..cli import UsageError
 
 NAME = "demo"
+#: Largest --seed (NumPy's generators and the crossbar model's seeds take 0..2**32-1).
+MAX_SEED = 2 ** 32 - 1
 HELP = "generate the default array's Verilog, run a GEMV in RTL simulation and golden model, compare"
 
 
@@ -32,6 +34,8 @@ def add_arguments(p):
 
 def run(args):
     from ...models.crossbar import check_ber
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"seed must be an integer in 0..{MAX_SEED}, not {args.seed!r}")
     if args.vectors < 1 or args.vectors > 1000:
         raise UsageError(f"--vectors must be in 1..1000, not {args.vectors}")
     if args.ber is not None:
