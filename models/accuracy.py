@@ -203,6 +203,12 @@ def evaluate_mapping(prep, mapping, *, seed=0, noise=True, backend=None, ber=DEF
     return evaluate(hw, prep.task.eval, prep.task.metric)
 
 
+def _dev_name(device):
+    if device is None:
+        return "neurram-1d"
+    return str(getattr(device, "name", device))
+
+
 def smallest_k(rows, ref, higher_is_better, tol=0.01):
     """Smallest k whose mean metric is within ``tol`` of ``ref`` (absolute for
     accuracy, relative for a loss); None if none is."""
@@ -228,6 +234,10 @@ def sweep(task, *, modes=NOISE_MODES, policies=POLICIES, ks=KS, seeds=(0, 1, 2),
     for k in ks:
         check_slc_percent(k)
     rows, summary = [], {}
+    hw_ber = ber
+    if "hardware" in modes and not (hw_backend == "int8"):
+        from .device import load_device
+        hw_ber = load_device(device, ber=ber).ber("mlc")    # the BER the rows report
     for mode in modes:
         prep = prepare(task, mode, ft_epochs=ft_epochs, cache=cache, quiet=quiet,
                        rank_select=rank_select, soft=soft)
@@ -252,15 +262,15 @@ def sweep(task, *, modes=NOISE_MODES, policies=POLICIES, ks=KS, seeds=(0, 1, 2),
                                  paper_split=paper_split)
             rows.append(dict(task=task.name, mode=mode, backend=be, policy=pol, k=k, seed=s,
                              metric=v, metric_name=task.metric_name,
-                             noise=paper_std if mode == "paper" else ber,
-                             device="paper" if mode == "paper" else str(device or "neurram-1d"),
+                             noise=paper_std if mode == "paper" else hw_ber,
+                             device="paper" if mode == "paper" else _dev_name(device),
                              paper_ber=paper_ber(paper_std) if mode == "paper" else None))
         summary[mode]["sweep_s"] = time.time() - t
         if mode == "paper":
             summary[mode].update(paper_std=paper_std, paper_ber=paper_ber(paper_std),
                                  paper_split=paper_split)
         else:
-            summary[mode].update(device=str(device or "neurram-1d"), ber=ber, offset=offset,
+            summary[mode].update(device=_dev_name(device), ber=hw_ber, offset=offset,
                                  read_noise=read_noise)
         for pol in policies:
             ref = refs["base" if pol == "magnitude" else "factored"]

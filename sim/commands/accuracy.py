@@ -13,6 +13,10 @@ from .redistribute import (TASKS, POLICIES, RANK_SELECT, check_common, load_algo
                            add_rank_arguments, rank_config)
 
 NAME = "accuracy"
+#: --split values and the models.noise.PAPER_SPLITS names they select.
+SPLITS = {"two-complement": "twos-complement", "twos-complement": "twos-complement",
+          "sign-magnitude": "sign-magnitude"}
+OFFSETS = ("reference", "nominal")
 BACKENDS = ("faithful", "fast", "chip")
 #: Operations the chip backend can run in float (models.transformer.OPS; kept here so
 #: that the options are checked before torch is imported).
@@ -37,10 +41,26 @@ def add_arguments(p):
     p.add_argument("--policies", default=",".join(POLICIES), help="comma-separated policies")
     p.add_argument("--ks", default="0,5,10,20,30,50,100", help="comma-separated SLC rates")
     p.add_argument("--modes", default="hardware,paper", help="noise modes of the sweep")
-    p.add_argument("--ber", type=float, default=0.0404,
-                   help="hardware mode: device 2-bit MLC bit error rate (default 0.0404)")
+    p.add_argument("--device", default=None, metavar="NAME|FILE",
+                   help="hardware mode: RRAM device, a name of 'hyflexpim device --list' or a "
+                        "JSON device table (default neurram-1d, the NeuRRAM one-day fit)")
+    p.add_argument("--ber", type=float, default=None,
+                   help="hardware mode: re-calibrate the device's noise scale to this 2-bit "
+                        "MLC bit error rate (default: the device's own; 0.0404 for neurram-1d)")
+    p.add_argument("--offset", default="reference",
+                   help="hardware mode: G_off removal, reference (the reference column, as "
+                        "built; default) or nominal (digital subtraction of the nominal floor)")
+    p.add_argument("--read-noise", type=float, default=None, metavar="SIGMA",
+                   help="hardware mode: per-read noise sigma as a fraction of G_on (e.g. "
+                        "0.01; default off)")
     p.add_argument("--paper-std", type=float, default=0.025,
                    help="paper mode: noise std per 2-bit group (default 0.025)")
+    p.add_argument("--split", default="two-complement",
+                   help="paper mode: how an INT8 weight is split into 2-bit groups: "
+                        "two-complement (the authors' masks 0xC0/0x30/0x0C/0x03, top group "
+                        "signed; default) or sign-magnitude (a variant)")
+    p.add_argument("--paper-split", action="store_true",
+                   help="same as --split two-complement (the authors' split)")
     p.add_argument("--seeds", type=int, default=3, help="noise seeds (default 3)")
     p.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs (default 2)")
     p.add_argument("--seed", type=int, default=0, help="data split seed")
@@ -94,8 +114,28 @@ def run(args):
                          "always reports its noise-free INT8 references")
     if args.eval_limit is not None and args.eval_limit < 1:
         raise UsageError(f"eval-limit must be a positive integer, not {args.eval_limit!r}")
-    if not 0 < args.ber < 0.5:
+    if args.ber is not None and not 0 < args.ber < 0.5:
         raise UsageError(f"ber must be in (0, 0.5), not {args.ber!r}")
+    if args.offset not in OFFSETS:
+        raise UsageError(f"offset must be one of {', '.join(OFFSETS)}, not {args.offset!r}")
+    if args.read_noise is not None and not 0 <= args.read_noise <= 1:
+        raise UsageError(f"read-noise must be in [0, 1] (a fraction of G_on), "
+                         f"not {args.read_noise!r}")
+    if args.split not in SPLITS:
+        raise UsageError(f"split must be one of two-complement, sign-magnitude, "
+                         f"not {args.split!r}")
+    if args.paper_split and SPLITS[args.split] != "twos-complement":
+        raise UsageError("--paper-split is the two-complement split; it contradicts "
+                         f"--split {args.split}")
+    split = SPLITS[args.split]
+    device = _device(args)
+    if args.sweep:
+        from .redistribute import check_output_file
+        if str(args.out).endswith(("/", "\\")) or Path(args.out).is_dir():
+            raise UsageError(f"--out {args.out} is a folder; give a file prefix "
+                             f"(PREFIX.csv, .png, .json are written)")
+        for ext in (".csv", ".png", ".json"):
+            check_output_file(f"{args.out}{ext}", "--out")
     if not 0 <= args.paper_std <= 1:
         raise UsageError(f"paper-std must be in [0, 1], not {args.paper_std!r}")
     if args.seeds < 1:
@@ -126,18 +166,22 @@ def run(args):
             if mode != "hardware":
                 raise UsageError(f"mapping file {args.mapping} is for the {mode} mode; "
                                  f"--backend chip runs the hardware mode")
-            return _run_chip(args, task, prep, mp, float_ops)
+            return _run_chip(args, task, prep, mp, float_ops, device)
         be = args.backend if mode == "hardware" else None
         for s in range(args.seeds):
-            v = acc.evaluate_mapping(prep, mp, seed=s, backend=be, ber=args.ber,
-                                     paper_std=args.paper_std, noise=not args.no_noise)
+            v = acc.evaluate_mapping(prep, mp, seed=s, backend=be, ber=None, device=device,
+                                     paper_std=args.paper_std, noise=not args.no_noise,
+                                     offset=args.offset, read_noise=args.read_noise,
+                                     paper_split=split)
             print(f"{args.task} {mode} policy={mp['policy']} k={mp['slc_percent']:g} seed={s}: "
                   f"{task.metric_name} {v:.4f}")
         return 0
     rows, summary = acc.sweep(task, modes=modes, policies=pols, ks=ks,
                               seeds=tuple(range(args.seeds)), ft_epochs=args.epochs,
                               hw_backend=args.backend or "faithful", cache=not args.no_cache,
-                              ber=args.ber, paper_std=args.paper_std, rank_select=rs, soft=soft,
+                              ber=None, device=device, offset=args.offset,
+                              read_noise=args.read_noise, paper_split=split,
+                              paper_std=args.paper_std, rank_select=rs, soft=soft,
                               log=lambda s: print(s, file=sys.stderr))
     def out(ext):        # PREFIX.ext, the prefix kept whole even if it has a dot
         return Path(f"{args.out}{ext}")
@@ -152,7 +196,22 @@ def run(args):
     return 0
 
 
-def _run_chip(args, task, prep, mp, float_ops):
+def _device(args):
+    """The device of --device / --ber / --read-noise (a models.device.Device), checked
+    before any long work: an unknown name, a bad table or an unreachable BER is one
+    line, exit 2."""
+    from ...models.device import load_device, DeviceFileError
+    try:
+        return load_device(args.device, ber=args.ber, read_noise=args.read_noise or None)
+    except DeviceFileError as exc:
+        raise UsageError(f"--device {args.device}: {exc}") from None
+    except FileNotFoundError:
+        raise UsageError(f"--device {args.device}: no such device name or file") from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _run_chip(args, task, prep, mp, float_ops, device):
     """The single evaluation of ``--backend chip``: one line per noise seed."""
     from ...models import transformer as tr
     from ...models import transformer_model as tm
@@ -160,7 +219,8 @@ def _run_chip(args, task, prep, mp, float_ops):
     fmt = tr.ChipFormats(attention_engine="integer", float_ops=frozenset(float_ops))
     seeds = 1 if args.no_noise else args.seeds
     for s in range(seeds):
-        noise = tr.Noise() if args.no_noise else tr.Noise(ber=args.ber, seed=s)
+        noise = tr.Noise() if args.no_noise else tr.Noise(device=device, seed=s,
+                                                          offset=args.offset)
         chip = tm.from_torch(model, mp, formats=fmt, noise=noise)
         tot, cnt = tm.evaluate(chip, task.eval, task.metric)
         extra = f" float-ops={','.join(float_ops)}" if float_ops else ""
