@@ -3,15 +3,16 @@ linears-only INT8 path, the chip noise off and with noise, and one operation at 
 swapped back to float.
 
     .venv/bin/python benchmarks/transformer_accuracy.py [--task minilm] [--limit 1000]
-        [--policy gradient] [--k 10] [--runs float,int8,int8-noise,chip,chip-noise,
-        chip-noise-faithful,ablation] [--faithful-limit 100] [--ablation-limit 300]
+        [--policy gradient] [--k 10] [--runs float,int8,int8-noise,int8-noise-faithful,
+        chip,chip-noise,chip-noise-faithful,ablation] [--faithful-limit 100] [--ablation-limit 300]
         [--ber 0.0404] [--out build/transformer_accuracy.json]
 
 Every row: metric, correct / count, 95% Wilson interval, wall seconds. The chip runs
 share one programming per configuration (noise seed 0). ``chip-noise`` uses the fast
 analog engine (noisy effective weights, a statistical stand-in: the faithful array
 model takes ~10 s per review on the shared machine); ``chip-noise-faithful`` the golden
-array model on the first ``--faithful-limit`` examples. The ablation rows (noise off,
+array model on the first ``--faithful-limit`` examples, and ``int8-noise-faithful``
+the linears-only path with the golden array model on the same examples. The ablation rows (noise off,
 first ``--ablation-limit`` examples) name the operation run in float; ``changed`` is
 the number of examples whose prediction differs from the all-chip run on the same
 examples (the paired difference that the binomial intervals hide). Results are written
@@ -27,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-RUNS = ("float", "int8", "int8-noise", "chip", "chip-noise", "chip-noise-faithful", "ablation")
+RUNS = ("float", "int8", "int8-noise", "int8-noise-faithful", "chip", "chip-noise",
+        "chip-noise-faithful", "ablation")
 
 
 def wilson(k, n, z=1.96):
@@ -115,15 +117,19 @@ def main():
         for name, mdl in (("float base", prep.base), ("float factored", prep.factored)):
             t = time.time()
             row(name, TM.outputs(mdl, x, batch_size=a.batch).argmax(-1), len(y), time.time() - t)
-    if "int8" in runs or "int8-noise" in runs:
-        from hyflexpim.models.quant import to_hardware, set_noise
-        for name, noisy in (("linears-only INT8", False), ("linears-only INT8 + noise (fast)", True)):
-            if ("int8-noise" if noisy else "int8") not in runs:
-                continue
-            t = time.time()
-            hw = to_hardware(model, mp, "fast" if noisy else "int8")
-            set_noise(hw, seed=0, ber=a.ber if noisy else None)
-            row(name, TM.outputs(hw, x, batch_size=a.batch).argmax(-1), len(y), time.time() - t)
+    from hyflexpim.models.quant import to_hardware, set_noise
+    nf = min(a.faithful_limit, len(y))
+    for run, name, be, n in (("int8", "linears-only INT8", "int8", len(y)),
+                             ("int8-noise", "linears-only INT8 + noise (fast)", "fast", len(y)),
+                             ("int8-noise-faithful", "linears-only INT8 + noise (faithful)",
+                              "faithful", nf)):
+        if run not in runs:
+            continue
+        t = time.time()
+        hw = to_hardware(model, mp, be)
+        set_noise(hw, seed=0, ber=a.ber if be != "int8" else None)
+        p = TM.outputs(hw, x[:n], batch_size=a.batch, progress=progress(name)).argmax(-1)
+        row(name, p, n, time.time() - t)
     if "chip" in runs:
         preds["chip"] = run_chip("chip, noise off", len(y), fmt, T.Noise())
     if "chip-noise" in runs:
