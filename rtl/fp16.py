@@ -40,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..base import Block, check_int
 
-__all__ = ["FLAGS", "CmpOp", "Fp16AddSub", "Fp16Mul", "Fp16Div", "Fp16Sqrt", "Fp16Compare",
+__all__ = ["FLAGS", "MAX_LANES", "check_lanes", "CmpOp", "Fp16AddSub", "Fp16Mul", "Fp16Div", "Fp16Sqrt", "Fp16Compare",
            "Fp16FromInt32", "Fp16ToInt8", "BLOCKS"]
 
 FLAGS = data.StructLayout({"nx": 1, "uf": 1, "of": 1, "dz": 1, "nv": 1})
@@ -195,13 +195,29 @@ def _flags(nv=0, dz=0):
 
 # ----------------------------------------------------------------------------- base unit
 
+#: Largest ``lanes`` of a generated FP16 or SFU unit: the published SFU's 256 inputs per
+#: cycle (the parameter's published value, and a bound on elaboration time and memory).
+MAX_LANES = 256
+
+
+def check_lanes(lanes):
+    """``lanes`` as an int in ``1..MAX_LANES``.
+
+    Raises:
+        ParameterTypeError: ``lanes`` is not an integer.
+        ValueError: ``lanes`` is outside ``1..MAX_LANES``.
+    """
+    return check_int("lanes", lanes, 1, MAX_LANES)
+
+
 class _Fp16Unit(wiring.Component):
-    """``latency`` register stages, one shared enable, ``lanes`` copies of the datapath."""
+    """``latency`` register stages, one shared enable, ``lanes`` copies of the datapath
+    (``1..MAX_LANES``)."""
 
     _result_shape = unsigned(16)
 
     def __init__(self, *, lanes=1):
-        check_int("lanes", lanes, 1)
+        check_lanes(lanes)
         self._lanes = lanes
         out_lane = data.StructLayout({"r": self._result_shape, "flags": FLAGS})
         super().__init__({

@@ -39,7 +39,8 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ..models.fp16 import functions as F
 from ..base import Block, check_int, check_pow2
-from .fp16 import CmpOp, Fp16AddSub, Fp16Compare, Fp16Div, Fp16Mul, Fp16Sqrt
+from .fp16 import MAX_LANES, CmpOp, Fp16AddSub, Fp16Compare, Fp16Div, Fp16Mul, Fp16Sqrt, \
+    check_lanes
 from .stream import Fork, Queue
 
 __all__ = ["ExpUnit", "GeluUnit", "RowReduce", "SoftmaxUnit", "LayerNormUnit", "BLOCKS"]
@@ -175,7 +176,7 @@ def _exp_steps(ch, args, keep, degree):
 class _ElementwiseUnit(wiring.Component):
     """Common ports and parameters of the element-wise exp-based units.
 
-    Parameters: ``lanes`` (positive integer, default 2; the published SFU has 256),
+    Parameters: ``lanes`` (1..256, default 2; the published SFU has 256),
     ``degree`` (Taylor degree of exp, 1..8, default 4). Ports ``i`` / ``o``: one FP16
     bit pattern per lane.
     """
@@ -192,7 +193,7 @@ class _ElementwiseUnit(wiring.Component):
     @classmethod
     def check_parameters(cls, *, lanes=2, degree=F.EXP_DEGREE):
         """Raises: ParameterTypeError / ValueError for a bad ``lanes`` or ``degree``."""
-        check_int("lanes", lanes, 1)
+        check_lanes(lanes)
         _check_degree(degree)
 
     @classmethod
@@ -290,11 +291,22 @@ def _op_fields(op, a, b):
     return dict(a=a, b=b, sub=0) if op == "add" else dict(a=a, b=b, op=CmpOp.MAX)
 
 
+#: Longest row of a row unit: the longest sequence of the architecture model's workloads
+#: (softmax over 8192 keys; layer norm rows are at most 2048 wide in them).
+MAX_ROW = 8192
+#: Most reduction partials of a row unit (4 already give one beat per cycle: the adder's
+#: latency); the final fold is a tree of ``slots - 1`` operators.
+MAX_SLOTS = 64
+
+
 def _check_row(n, lanes, slots):
-    check_pow2("lanes", lanes)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n % lanes:
-        raise ValueError(f"n must be a positive multiple of lanes ({lanes}), not {n!r}")
-    check_int("slots", slots, 1)
+    """Raises: ParameterTypeError / ValueError unless ``lanes`` is a power of two in
+    ``1..MAX_LANES``, ``n`` a multiple of it in ``1..MAX_ROW`` and ``slots`` in
+    ``1..MAX_SLOTS``."""
+    check_pow2("lanes", lanes, 1, MAX_LANES)
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_ROW or n % lanes:
+        raise ValueError(f"n must be a multiple of lanes ({lanes}) in 1..{MAX_ROW}, not {n!r}")
+    check_int("slots", slots, 1, MAX_SLOTS)
 
 
 def _fold_tree(k):
@@ -607,7 +619,10 @@ class LayerNormUnit(_RowUnit):
 
     def __init__(self, *, n=16, lanes=2, slots=4, eps=F._h(1e-5)):
         _check_row(n, lanes, slots)
+        # A positive finite binary16 pattern, as the golden model requires (eps = 0 would
+        # make a constant row 0 / sqrt(0) = NaN; Inf, NaN and negatives are no epsilon).
         check_int("eps", eps, 0, 0xFFFF, what="a binary16 bit pattern")
+        F.check_eps(eps)
         self._n16 = F._fp16_of_int(n, "n")
         self._eps = eps
         super().__init__(n, lanes, slots, LN_LANE)

@@ -26,10 +26,16 @@ SEED = 20261122
 
 @pytest.mark.parametrize("cls", [rtl.Fp16AddSub, rtl.Fp16Mul, rtl.Fp16Div, rtl.Fp16Sqrt,
                                  rtl.Fp16Compare, rtl.Fp16FromInt32, rtl.Fp16ToInt8])
-@pytest.mark.parametrize("lanes", [0, -1, 1.5, True, "2"])
+@pytest.mark.parametrize("lanes", [0, -1, 257, 100000, 1.5, True, "2"])
 def test_bad_lanes(cls, lanes):
-    with pytest.raises(ValueError, match=rf"^lanes must be a positive integer, not {re.escape(repr(lanes))}$"):
+    # 1..256: the published SFU's 256 inputs per cycle bound the generator.
+    with pytest.raises(ValueError, match=rf"^lanes must be an integer in 1\.\.256, not {re.escape(repr(lanes))}$"):
         cls(lanes=lanes)
+
+
+def test_max_lanes_is_the_published_sfu_width():
+    assert rtl.MAX_LANES == 256
+    assert rtl.Fp16Compare(lanes=256).lanes == 256
 
 
 @pytest.mark.parametrize("cls", [rtl.Fp16Div, rtl.Fp16Sqrt])

@@ -5,6 +5,7 @@ one beat per cycle). The cocotb regression is tests/test_sfu_cocotb.py."""
 
 import os
 import random
+import re
 
 import numpy as np
 import pytest
@@ -82,8 +83,10 @@ def test_row_reduce_one_beat_per_cycle(op):
 
 @pytest.mark.parametrize("cls", [ExpUnit, GeluUnit])
 @pytest.mark.parametrize("kw,msg", [
-    ({"lanes": 0}, r"^lanes must be a positive integer, not 0$"),
-    ({"lanes": True}, r"^lanes must be a positive integer, not True$"),
+    ({"lanes": 0}, r"^lanes must be an integer in 1\.\.256, not 0$"),
+    ({"lanes": 257}, r"^lanes must be an integer in 1\.\.256, not 257$"),
+    ({"lanes": 100000}, r"^lanes must be an integer in 1\.\.256, not 100000$"),
+    ({"lanes": True}, r"^lanes must be an integer in 1\.\.256, not True$"),
     ({"degree": 0}, r"^degree must be an integer in 1\.\.8, not 0$"),
     ({"degree": 9}, r"^degree must be an integer in 1\.\.8, not 9$"),
 ])
@@ -94,10 +97,15 @@ def test_elementwise_params(cls, kw, msg):
 
 @pytest.mark.parametrize("cls", [SoftmaxUnit, LayerNormUnit])
 @pytest.mark.parametrize("kw,msg", [
-    ({"lanes": 3}, r"^lanes must be a power of two, not 3$"),
-    ({"n": 10, "lanes": 4}, r"^n must be a positive multiple of lanes \(4\), not 10$"),
-    ({"n": 0}, r"^n must be a positive multiple of lanes \(2\), not 0$"),
-    ({"slots": 0}, r"^slots must be a positive integer, not 0$"),
+    ({"lanes": 3}, r"^lanes must be a power of two in 1\.\.256, not 3$"),
+    ({"lanes": 512, "n": 512}, r"^lanes must be a power of two in 1\.\.256, not 512$"),
+    ({"n": 10, "lanes": 4}, r"^n must be a multiple of lanes \(4\) in 1\.\.8192, not 10$"),
+    ({"n": 0}, r"^n must be a multiple of lanes \(2\) in 1\.\.8192, not 0$"),
+    ({"n": 8194}, r"^n must be a multiple of lanes \(2\) in 1\.\.8192, not 8194$"),
+    ({"n": 100000}, r"^n must be a multiple of lanes \(2\) in 1\.\.8192, not 100000$"),
+    ({"slots": 0}, r"^slots must be an integer in 1\.\.64, not 0$"),
+    ({"slots": 65}, r"^slots must be an integer in 1\.\.64, not 65$"),
+    ({"slots": 100000}, r"^slots must be an integer in 1\.\.64, not 100000$"),
 ])
 def test_row_params(cls, kw, msg):
     with pytest.raises(ValueError, match=msg):
@@ -109,6 +117,21 @@ def test_layernorm_specific_params():
         LayerNormUnit(n=2049, lanes=1)
     with pytest.raises(ValueError, match=r"^eps must be a binary16 bit pattern in 0\.\.65535, not -1$"):
         LayerNormUnit(eps=-1)
+    with pytest.raises(ValueError, match=r"^eps must be a binary16 bit pattern in 0\.\.65535, not 65536$"):
+        LayerNormUnit(eps=65536)
+    assert LayerNormUnit(eps=0x0001).eps == 0x0001 and LayerNormUnit(eps=0x7BFF).eps == 0x7BFF
+
+
+# eps as the golden model (models.fp16.functions.check_eps) requires it: a positive finite
+# binary16 value; a constant row would give 0 / sqrt(0 + 0) = NaN with eps = 0.
+@pytest.mark.parametrize("eps,shown", [(0x0000, "0.0"), (0x8000, "-0.0"), (0x7C00, "inf"),
+                                       (0xFC00, "-inf"), (0x7E00, "nan"), (0x7C01, "nan"),
+                                       (0xBC00, "-1.0"), (0x8001, "-5.96")])
+def test_layernorm_eps_must_be_positive_finite(eps, shown):
+    with pytest.raises(ValueError, match=rf"^eps must be a positive finite binary16 pattern in "
+                                         rf"0x0001\.\.0x7BFF \(2\*\*-24\.\.65504\), "
+                                         rf"not 0x{eps:04X} \({re.escape(shown)}"):
+        LayerNormUnit(eps=eps)
     with pytest.raises(ValueError, match=r"^op must be 'add' or 'max', not 'mul'$"):
         RowReduce(op="mul")
 
