@@ -48,18 +48,10 @@ PER_CALL_S = float(os.environ.get("HYFLEXPIM_FUZZ_PER_CALL_S", "6"))
 # Clear an entry once its owner has fixed it (the test then covers the case again).
 KNOWN_BAD = [
     # (pattern, owner file, symptom)
-    (r"^verilog (fp16|sfu)_\S* .*lanes=\s*0*[1-9]\d{1,}",
+    (r"^verilog (fp16|sfu)_\S* .*lanes=\s*0*([1-9]\d|1\d\d|2[0-4]\d|25[0-6])\b",
      "rtl/fp16.py, rtl/sfu.py",
-     "lanes has no upper bound: lanes=16 already takes seconds, lanes=100000 elaborates for "
-     "minutes (the issue's 'No bound on size')"),
-    (r"^verilog sfu_\S* .*(\bn|slots)=\s*0*[1-9]\d{2,}",
-     "rtl/sfu.py",
-     "n / slots have no upper bound (n=100000, slots=100000 elaborate for minutes)"),
-    (r"^(verilog|synth|fpga) sfu_layernorm .*eps=\s*(0+|3174[4-9]|317[5-9]\d|31[89]\d\d|"
-     r"3[2-9]\d{3}|[4-6]\d{4})\b",
-     "rtl/sfu.py (LayerNormUnit)",
-     "eps = 0, +/-Inf, NaN or a negative pattern is accepted as a generator parameter (the "
-     "golden model refuses it: models.fp16.functions.check_eps gives the message)"),
+     "lanes is bounded (1..256, the published SFU width), but elaboration time grows with it "
+     "inside the range: sfu_exp lanes=16 takes 34 s CPU, over the per-call limit"),
     (r"^verilog (wl_driver|analog_array|analog_module|pu|chip)\b.*\brows=\s*0*"
      r"([5-9]\d\d|\d{4,})",
      "rtl/analog.py",
