@@ -34,7 +34,7 @@ Dataflow and protocol::
 The number encoding is the one of :mod:`hyflexpim.models.encoding`.
 """
 
-from amaranth import Const, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 from amaranth.utils import ceil_log2
@@ -47,14 +47,6 @@ __all__ = [
     "PIPELINE_LATENCY", "Mode", "CrossbarSignature", "vector_layout", "plane_layout", "code_layout",
     "result_layout", "WordlineDriver", "SarAdcController", "ShiftAdd", "AnalogArray",
 ]
-
-
-#: Cycles an idle array adds to ``read_cycles + 8 * cols * steps`` between the cycle
-#: an input vector is transferred on ``i`` and the cycle its result is transferred on
-#: ``o`` (wordlines settle after the IR load, the sample strobe, the code register and
-#: the shift-and-add register). A stream of ``n`` vectors completes in
-#: ``read_cycles + PIPELINE_LATENCY + n * 8 * cols * steps`` cycles.
-PIPELINE_LATENCY = 3
 
 
 class Mode(enum.Enum, shape=1):
@@ -318,14 +310,25 @@ class ShiftAdd(wiring.Component):
     partial = property(lambda self: self._partial,
                        doc="running sum over the slices of the current neuron (observation)")
 
+    #: Cycles from the transfer of a code on ``i`` to the update of the accumulator it
+    #: contributes to (the accumulators are what the next plane's codes read back).
+    ACC_LATENCY = 4
+    #: Cycles from the transfer of a vector's last code on ``i`` to ``o.valid``. Five
+    #: stages: (0) the transfer: slice sum, the neuron's accumulator read; (1) the plane
+    #: shift, the sign plane's term inverted; (2) the low half of the accumulate, (3) its
+    #: high half and the write; (4) the copy of the accumulators into the output buffer.
+    LATENCY = ACC_LATENCY + 1
+
     def elaborate(self, platform):
         m = Module()
         p, rw, n = self._params, self._result_width, self._neurons
         mlc = self._variant == "slc_mlc"
         c = self.i.p
         is_mlc = (c.mode == Mode.MLC) if mlc else Const(0)
+        top = INPUT_BITS - 1
 
-        # Slice position of this column and the neuron it belongs to.
+        # --- stage 0, the transfer: slice position, the neuron's running plane sum, and
+        # the accumulator value the plane term is added to.
         k = Signal(3)
         last_slice = Signal()
         neuron = Signal(range(n))
@@ -343,32 +346,80 @@ class ShiftAdd(wiring.Component):
         m.d.comb += summed.eq(Mux(k == 0, 0, partial) + shifted)
 
         acc = self._acc
-        term = Signal(signed(rw))
-        m.d.comb += term.eq(Mux(c.plane == INPUT_BITS - 1,
-                                -(summed << (INPUT_BITS - 1)), summed << c.plane))
         base = Signal(signed(rw))
         m.d.comb += base.eq(Mux(c.plane == 0, -(c.xsum * WEIGHT_OFFSET), acc[neuron]))
-        new = Signal(signed(rw))
-        m.d.comb += new.eq(base + term)
 
-        final = last_slice & (c.plane == INPUT_BITS - 1) & (c.col == p.cols - 1)
+        final = last_slice & (c.plane == top) & (c.col == p.cols - 1)
+        # A final code is taken only when the output buffer is free (or frees now): nothing
+        # else fills it before the code reaches the last stage.
         m.d.comb += self.i.ready.eq(~(final & self.o.valid & ~self.o.ready))
+        xfer = self.i.valid & self.i.ready
 
+        # Stage registers; the stages advance every cycle. A neuron's accumulator is next
+        # read one plane (cols >= 8 codes, at least 8 cycles) after the code that writes
+        # it, so ACC_LATENCY <= 8 needs no forwarding.
+        lo_w = rw // 2
+        hi_w = rw - lo_w
+        ctl = {"valid": 1, "final": 1, "mode": Mode, "neuron": range(n)}
+        s1 = Signal(data.StructLayout({**ctl, "plane": range(INPUT_BITS), "sum": pw,
+                                       "base": signed(rw)}))
+        s2 = Signal(data.StructLayout({**ctl, "cin": 1, "term": rw, "base": rw}))
+        s3 = Signal(data.StructLayout({**ctl, "lo": lo_w, "carry": 1, "term_hi": hi_w,
+                                       "base_hi": hi_w}))
+        s4 = Signal(data.StructLayout({"final": 1, "mode": Mode}))
+        with m.If(xfer):
+            m.d.sync += partial.eq(summed)
+        m.d.sync += [
+            s1.valid.eq(xfer & last_slice), s1.final.eq(final), s1.mode.eq(c.mode),
+            s1.neuron.eq(neuron), s1.plane.eq(c.plane), s1.sum.eq(summed), s1.base.eq(base),
+        ]
+
+        # --- stage 1: the plane shift; the sign plane (weight -2^7) is subtracted:
+        # base - term = base + ~term + 1.
+        term = Signal(rw)
+        m.d.comb += term.eq(s1.sum << s1.plane)
+        neg = s1.plane == top
+        m.d.sync += [
+            s2.valid.eq(s1.valid), s2.final.eq(s1.valid & s1.final), s2.mode.eq(s1.mode),
+            s2.neuron.eq(s1.neuron), s2.cin.eq(neg), s2.term.eq(Mux(neg, ~term, term)),
+            s2.base.eq(s1.base),
+        ]
+
+        # --- stage 2: the low half of the sum, its carry.
+        lo = Signal(lo_w + 1)
+        m.d.comb += lo.eq(s2.base[:lo_w] + s2.term[:lo_w] + s2.cin)
+        m.d.sync += [
+            s3.valid.eq(s2.valid), s3.final.eq(s2.final), s3.mode.eq(s2.mode),
+            s3.neuron.eq(s2.neuron), s3.lo.eq(lo[:lo_w]), s3.carry.eq(lo[lo_w]),
+            s3.term_hi.eq(s2.term[lo_w:]), s3.base_hi.eq(s2.base[lo_w:]),
+        ]
+
+        # --- stage 3: the high half; write the neuron's accumulator (the OR).
+        hi = Signal(hi_w)
+        m.d.comb += hi.eq(s3.base_hi + s3.term_hi + s3.carry)
+        with m.If(s3.valid):
+            m.d.sync += acc[s3.neuron].eq(Cat(s3.lo, hi))
+        m.d.sync += [s4.final.eq(s3.final), s4.mode.eq(s3.mode)]
+
+        # --- stage 4: after the vector's last write, copy the accumulators out.
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += partial.eq(summed)
-            with m.If(last_slice):
-                m.d.sync += acc[neuron].eq(new)
-            with m.If(final):
-                m.d.sync += [self.o.valid.eq(1), self.o.p.mode.eq(c.mode)]
-                for j in range(n):
-                    value = Mux(neuron == j, new, acc[j])
-                    if mlc and j >= p.cols // 8:
-                        value = Mux(is_mlc, value, 0)
-                    m.d.sync += self.o.p.y[j].eq(value)
+        with m.If(s4.final):
+            m.d.sync += [self.o.valid.eq(1), self.o.p.mode.eq(s4.mode)]
+            for j in range(n):
+                value = acc[j]
+                if mlc and j >= p.cols // 8:
+                    value = Mux(s4.mode == Mode.MLC, value, 0)
+                m.d.sync += self.o.p.y[j].eq(value)
         return m
+
+
+#: Cycles an idle array adds to ``read_cycles + 8 * cols * steps`` between the cycle
+#: an input vector is transferred on ``i`` and the cycle its result is transferred on
+#: ``o`` (wordlines settle after the IR load, the sample strobe, the code register, and
+#: the shift-and-add's :attr:`ShiftAdd.LATENCY` stages). A stream of ``n`` vectors
+#: completes in ``read_cycles + PIPELINE_LATENCY + n * 8 * cols * steps`` cycles.
+PIPELINE_LATENCY = 2 + ShiftAdd.LATENCY
 
 
 class AnalogArray(wiring.Component):

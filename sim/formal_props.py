@@ -288,17 +288,27 @@ class ShiftAddProps(Elaboratable):
         m.d.comb += fits(vxsum, xlo, xhi)
 
         # --- state invariants: acc and partial within the bounds of the work done ----
+        # acc holds the transfers up to ACC_LATENCY cycles ago (the S&A pipeline): its
+        # bounds are those of the position ACC_LATENCY - 1 cycles ago.
+        lagged = (plane, col, vmode, vxsum)
+        for i in range(getattr(dut, "ACC_LATENCY", 1) - 1):
+            nxt = tuple(Signal.like(x, name=f"{nm}_lag{i + 1}")
+                        for x, nm in zip(lagged, ("plane", "col", "vmode", "vxsum")))
+            m.d.sync += [a.eq(b) for a, b in zip(nxt, lagged)]
+            lagged = nxt
+            m.d.comb += fits(lagged[3], xlo, xhi)
+        a_plane, a_col, a_vmode, a_vxsum = lagged
         offset = Signal(signed(wide))
-        m.d.comb += offset.eq(-WEIGHT_OFFSET * vxsum)
+        m.d.comb += offset.eq(-WEIGHT_OFFSET * a_vxsum)
         top = INPUT_BITS - 1
         for mode, (maxc, bpc, spn, big_c) in consts.items():
             w = 1 << bpc
-            with m.If(~at_start & (vmode == mode)):
+            with m.If(~((a_plane == 0) & (a_col == 0)) & (a_vmode == mode)):
                 used = n_out if mode == Mode.MLC else p.cols // 8
                 for j in range(used):
                     # Planes of this vector neuron j has completed.
                     b = Signal(range(INPUT_BITS + 1), name=f"b{j}_{mode.name}")
-                    m.d.comb += b.eq(plane + (col > (j + 1) * spn - 1))
+                    m.d.comb += b.eq(a_plane + (a_col > (j + 1) * spn - 1))
                     acc = dut.acc[j]
                     for done in range(1, INPUT_BITS + 1):
                         if done <= top:
@@ -307,6 +317,7 @@ class ShiftAddProps(Elaboratable):
                             a_lo, a_hi = -(1 << top) * big_c, ((1 << top) - 1) * big_c
                         with m.If(b == done):
                             m.d.comb += fits(acc, offset + a_lo, offset + a_hi)
+            with m.If(~at_start & (vmode == mode)):
                 k = col % spn
                 for done in range(1, spn):
                     with m.If(k == done):

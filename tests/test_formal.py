@@ -61,8 +61,9 @@ def _narrow_shift_add(monkeypatch):
 def test_shift_add_one_bit_narrower_fails_induction(monkeypatch):
     # With the result width one bit below the minimum, the bounds no longer fit: the
     # inductive step fails on an accumulation assertion (basecase still passes).
+    # At the depth that proves the correct width (a shallower one fails for any width).
     r = F.run_sby(ShiftAddProps(dut=_narrow_shift_add(monkeypatch)), "sa_narrow_prove",
-                  mode="prove", depth=2)
+                  mode="prove", depth=F.SHIFT_ADD_DEPTH)
     assert r.status != "PASS", r
     assert re.search(r"returned FAIL for induction", Path(r.workdir, "sby.log").read_text()), r
 
