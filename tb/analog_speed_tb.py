@@ -4,9 +4,11 @@ A stream of ``vectors`` random INT8 vectors through one programmed tile of the a
 under test (the parts of :mod:`hyflexpim.tb.analog_tb`: source, sink, crossbar bank,
 scoreboard; every result is still checked against the golden model, computed for the
 whole batch before the clock is timed). Reads ``HYFLEXPIM_PARAMS`` (JSON: ``mode``,
-``vectors``, ``ber``, ``read_noise``, ``seed``) and appends its figures (simulator,
-S&H model, clock, cycles, wall and CPU seconds of this process, cycles per second of
-each) to ``HYFLEXPIM_REPORT``.
+``vectors``, ``ber``, ``read_noise``, ``seed``, ``idle`` and ``ready_prob``: random
+input gaps and output backpressure, none by default) and appends its figures
+(simulator, S&H model, clock, cycles, wall and CPU seconds of this process, cycles per
+second of each, and ``results``: every result vector with the cycle it left the array,
+for the comparison of S&H models and clocks) to ``HYFLEXPIM_REPORT``.
 """
 
 import os
@@ -27,7 +29,8 @@ async def simulation_speed(dut):
     p = lib.params()
     mode, n = p.get("mode", "mlc"), int(p.get("vectors", 16))
     seed = int(p.get("seed", lib.seed("simulation_speed")))
-    tb = TB(dut, seed)
+    tb = TB(dut, seed, idle=float(p.get("idle", 0.0)),
+            ready_prob=float(p.get("ready_prob", 1.0)))
     await tb.start()
     rng = np.random.default_rng(seed)
     k = neurons_per_array(mode, COLS)
@@ -53,4 +56,6 @@ async def simulation_speed(dut):
                poll=os.environ.get("HYFLEXPIM_TB_POLL") or "events", rows=ROWS, cols=COLS,
                clock=os.environ.get("HYFLEXPIM_CLOCK"), mode=mode, vectors=n, cycles=cycles,
                wall_s=wall, cpu_s=cpu, cycles_per_s=cycles / wall, cycles_per_cpu_s=cycles / cpu,
-               read_noise=bool(p.get("read_noise")))
+               read_noise=bool(p.get("read_noise")),
+               results=[[[int(v) for v in y], int(c - c0)]
+                        for y, c in tb.results])

@@ -323,6 +323,11 @@ class TbClock:
         else:
             Clock(self.clk, self.period_ns, unit="ns", impl="gpi").start()
         self._t0 = get_sim_time("ps")
+        stats = os.environ.get("HYFLEXPIM_RUN_STATS")
+        if stats:       # the runner's cycle count (hyflexpim.sim.cocotb_runner.last_run)
+            with open(stats, "a") as f:
+                f.write(json.dumps({"t0_ps": self._t0, "period_ps": self.period_ns * 1000})
+                        + "\n")
         self.dut.rst.value = 1
         for sig in idle:
             sig.value = 0
