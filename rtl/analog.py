@@ -123,7 +123,8 @@ class WordlineDriver(wiring.Component):
     """Input register and bit-serial wordline driver.
 
     Parameters: ``rows`` (1..1024), ``read_cycles`` (1..1024, cycles each bit-plane is
-    driven before it is sampled).
+    driven before it is sampled). The tokens' ``xsum`` (sum of the inputs) is computed
+    from the IR by a pipelined adder tree during the first plane's ``read_cycles``.
     Ports: ``i`` input vectors, ``o`` plane tokens (transfer = sampling instant),
     ``wl`` wordline bits.
     """
@@ -141,6 +142,16 @@ class WordlineDriver(wiring.Component):
     rows = property(lambda self: self._rows)
     read_cycles = property(lambda self: self._read_cycles)
 
+    #: Adder levels of the sum(x) tree between two of its registers.
+    XSUM_LEVELS_PER_STAGE = 2
+
+    @property
+    def xsum_stages(self):
+        """Register stages of the sum(x) tree: ``ceil(ceil_log2(rows) / 2)``, at least 1,
+        at most ``read_cycles`` (the tree then never delays the first plane)."""
+        levels = ceil_log2(self._rows)
+        return max(1, min(self._read_cycles, -(-levels // self.XSUM_LEVELS_PER_STAGE)))
+
     def elaborate(self, platform):
         m = Module()
         rows = self._rows
@@ -153,22 +164,46 @@ class WordlineDriver(wiring.Component):
             self.o.valid.eq(loaded & (settle == self._read_cycles)),
             self.i.ready.eq(~loaded | (self.o.valid & self.o.ready & last_plane)),
         ]
+        # The IR shifts right by one bit per plane: wordline r is bit 0 of row r's byte (a
+        # flip-flop output, no plane multiplexer on the wordline or fanout of the plane
+        # counter into every row).
         bits = ir.as_value()
         for r in range(rows):
-            x_r = bits[INPUT_BITS * r:INPUT_BITS * (r + 1)]
-            m.d.comb += self.wl[r].eq(loaded & x_r.bit_select(self.o.p.plane, 1))
+            m.d.comb += self.wl[r].eq(loaded & bits[INPUT_BITS * r])
 
         with m.If(loaded & (settle != self._read_cycles)):
             m.d.sync += settle.eq(settle + 1)
 
-        xsum = 0
-        for r in range(rows):
-            xsum = xsum + self.i.p.x[r]
+        # sum(x) of the vector (the weight offset's correction), computed from the IR
+        # while the first plane settles: a balanced adder tree, built level by level, with
+        # a register after every ceil(levels / stages) levels; its last register is the
+        # token's xsum, valid from the cycle the first plane can be sampled (``stages``
+        # <= ``read_cycles``: the tree adds no cycle), and held from the first plane's
+        # transfer on (the IR then shifts).
+        terms = [ir[r] for r in range(rows)]
+        levels = ceil_log2(rows)
+        stages = self.xsum_stages
+        per_stage = -(-levels // stages) if levels else 1
+        level = 0
+        while len(terms) > 1:
+            nxt = [terms[j] + terms[j + 1] for j in range(0, len(terms) - 1, 2)]
+            if len(terms) % 2:
+                nxt.append(terms[-1])
+            terms, level = nxt, level + 1
+            if level % per_stage == 0 and level < levels:
+                regs = []
+                for j, t in enumerate(terms):
+                    reg = Signal.like(t, name=f"xsum_l{level}_{j}")
+                    m.d.sync += reg.eq(t)
+                    regs.append(reg)
+                terms = regs
+        with m.If(self.o.p.plane == 0):
+            m.d.sync += self.o.p.xsum.eq(terms[0])
+
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [
                 ir.eq(self.i.p.x),
                 self.o.p.mode.eq(self.i.p.mode),
-                self.o.p.xsum.eq(xsum),
                 self.o.p.plane.eq(0),
                 settle.eq(0),
                 loaded.eq(1),
@@ -178,6 +213,9 @@ class WordlineDriver(wiring.Component):
                 m.d.sync += loaded.eq(0)
             with m.Else():
                 m.d.sync += [self.o.p.plane.eq(self.o.p.plane + 1), settle.eq(0)]
+                for r in range(rows):
+                    row = bits[INPUT_BITS * r:INPUT_BITS * (r + 1)]
+                    m.d.sync += row.eq(row >> 1)
         return m
 
 

@@ -141,9 +141,12 @@ def test_shift_add_against_encoding_formula(variant):
         assert all(v == 0 for v in y[n:])
 
 
-def test_wordline_driver_planes_timing_and_xsum():
-    rows, rc = 16, 3
+# The sum(x) tree is pipelined over the first plane's read_cycles (1 to 5 register stages):
+# its result is there when the first plane is sampled, whatever read_cycles.
+@pytest.mark.parametrize("rows,rc", [(16, 3), (64, 1), (64, 4), (100, 2), (512, 3)])
+def test_wordline_driver_planes_timing_and_xsum(rows, rc):
     dut = WordlineDriver(rows=rows, read_cycles=rc)
+    assert 1 <= dut.xsum_stages <= rc
     rng = np.random.default_rng(SEED + 2)
     xs = [rng.integers(-128, 128, rows) for _ in range(2)]
     seen = []
@@ -180,6 +183,13 @@ def test_wordline_driver_planes_timing_and_xsum():
             assert p == b and xsum == int(x.sum())
             assert wl == sum(int(planes[b][r]) << r for r in range(rows))
             assert cycles == rc          # wordlines held read_cycles cycles before the token
+
+
+def test_wordline_driver_elaborates_at_1024_rows():
+    # The sum(x) tree is built level by level (a chain of 1024 additions recursed too deep).
+    dut = WordlineDriver(rows=1024, read_cycles=4)
+    assert dut.xsum_stages == 4
+    assert "xsum_l9_0" in to_verilog(dut, "wl1024")     # registers after levels 3, 6, 9
 
 
 # ---- parameters --------------------------------------------------------------------
