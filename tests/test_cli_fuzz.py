@@ -52,11 +52,6 @@ KNOWN_BAD = [
      "rtl/fp16.py, rtl/sfu.py",
      "lanes is bounded (1..256, the published SFU width), but elaboration time grows with it "
      "inside the range: sfu_exp lanes=16 takes 34 s CPU, over the per-call limit"),
-    (r"^verilog (wl_driver|analog_array|analog_module|pu|chip)\b.*\brows=\s*0*"
-     r"([5-9]\d\d|\d{4,})",
-     "rtl/analog.py",
-     "rows >= 512 (allowed up to 1024): RecursionError traceback while elaborating the "
-     "wordline driver"),
 ]
 
 
