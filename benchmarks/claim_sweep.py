@@ -176,7 +176,8 @@ def run_points(a, parts, store):
                 f"({time.time() - t:.0f} s)")
             store.add(dict(key="trim-check", part="check", untrimmed=v0, trimmed=v1,
                            untrimmed_s=t1, trimmed_s=time.time() - t))
-        task.eval = trimmed_eval(task)
+        else:
+            task.eval = trimmed_eval(task)
     n = sum(len(b[1]) for b in task.eval())
     higher = task.higher_is_better
 

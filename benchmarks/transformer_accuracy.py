@@ -48,6 +48,10 @@ def main():
     ap.add_argument("--task", default="minilm")
     ap.add_argument("--small", action="store_true")
     ap.add_argument("--limit", type=int, default=1000, help="test examples (default all 1000)")
+    ap.add_argument("--full-test", action="store_true",
+                    help="with --small: evaluate the small-trained model on the full task's "
+                         "test split (1000 reviews; its first 200 are the small split's, and "
+                         "no test review is in either training set)")
     ap.add_argument("--policy", default="gradient")
     ap.add_argument("--k", type=float, default=10.0, help="SLC rate in percent")
     ap.add_argument("--runs", default=",".join(RUNS))
@@ -75,6 +79,17 @@ def main():
     model = prep.base if a.policy == "magnitude" else prep.factored
     x = torch.cat([b[0] for b in task.eval()])
     y = torch.cat([b[1] for b in task.eval()]).numpy()
+    if a.full_test and a.small:
+        full = get_task(a.task, small=False, eval_limit=a.limit)
+        xf = torch.cat([b[0] for b in full.eval()])
+        yf = torch.cat([b[1] for b in full.eval()]).numpy()
+        m = min(len(y), len(yf))
+        assert torch.equal(xf[:m], x[:m]) and (yf[:m] == y[:m]).all(), "test splits differ"
+        xtr = {tuple(r) for r in full._xt.tolist()} | {tuple(r) for r in task._xt.tolist()}
+        overlap = sum(tuple(r) in xtr for r in xf.tolist())
+        print(f"full test split: {len(yf)} reviews, {overlap} identical to a training review",
+              file=sys.stderr)
+        x, y = xf, yf
     print(f"{a.task}: {len(y)} test examples, {a.policy} k={a.k:g}, prepared in "
           f"{time.time() - t0:.0f} s", file=sys.stderr)
     out = Path(a.out)
