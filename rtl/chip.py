@@ -15,7 +15,9 @@ by CONFIG packets from the IO port:
 * the last layer's outputs: route to global port 0 (the IO port).
 
 Ports: ``i`` packets the IO port sends, ``o`` packets it receives, ``xbar[p * A + t]``
-crossbar interface of array ``t`` of PU ``p`` (``A`` arrays per PU).
+crossbar interface of array ``t`` of PU ``p`` (``A`` arrays per PU); with a layer engine
+(``engine``), ``pim[p * D + d]`` the digital PIM arrays of digital module ``d`` of PU ``p``
+(``D`` digital modules per PU).
 """
 
 from amaranth.hdl import Module
@@ -25,6 +27,8 @@ from amaranth.utils import ceil_log2
 
 from .analog import CrossbarSignature
 from .bus import GlobalBus, packet_layout
+from .digital import DigitalModule
+from .digital_pim import DigitalArraySignature
 from .pu import ProcessingUnit
 from ..base import Block, check_int
 
@@ -51,12 +55,18 @@ class Chip(wiring.Component):
         self._data_width, self._tag_width = kw["data_width"], kw["tag_width"]
         self._layout = packet_layout(self._addr_width, self._data_width, self._tag_width)
         sig = stream.Signature(self._layout)
-        super().__init__({
+        ports = {
             "i": In(sig),
             "o": Out(sig),
             "xbar": Out(CrossbarSignature(kw["rows"], kw["cols"], kw["mlc_bits"]))
             .array(n_pus * self._n_arrays),
-        })
+        }
+        self._n_digital = kw["n_digital"]
+        if kw.get("engine") is not None:
+            e = DigitalModule.check_parameters(engine=kw["engine"])
+            ports["pim"] = Out(DigitalArraySignature(e["pim_arrays"], e["pim_rows"],
+                                                     e["pim_cols"])).array(n_pus * self._n_digital)
+        super().__init__(ports)
 
     n_pus = property(lambda self: self._n_pus)
     addr_width = property(lambda self: self._addr_width)
@@ -88,6 +98,9 @@ class Chip(wiring.Component):
             connect(m, pu.o, bus.i[self.pu_port(p)])
             for t in range(self._n_arrays):
                 connect(m, pu.xbar[t], flipped(self.xbar[p * self._n_arrays + t]))
+            if self._pu_kw.get("engine") is not None:
+                for d in range(self._n_digital):
+                    connect(m, pu.pim[d], flipped(self.pim[p * self._n_digital + d]))
         return m
 
 

@@ -234,10 +234,24 @@ class DigitalPimController(wiring.Component):
         ParameterTypeError, ValueError: a parameter out of its range.
     """
 
-    def __init__(self, arrays=2, rows=32, cols=32, head_dim=4, max_seq=16, heads=1, lanes=4):
+    @classmethod
+    def check_parameters(cls, arrays=2, rows=32, cols=32, head_dim=4, max_seq=16, heads=1,
+                         lanes=4):
+        """Check the parameters without building the controller; return its
+        :class:`~hyflexpim.models.digital_pim.Layout`.
+
+        Raises:
+            ParameterTypeError, ValueError: a parameter out of its range.
+        """
         check_pow2("arrays", arrays, 1, 1024)
-        self._layout = Layout(arrays, rows, cols, head_dim, max_seq, heads)
-        self._lanes = check_pow2("lanes", lanes, 1, 64)
+        layout = Layout(arrays, rows, cols, head_dim, max_seq, heads)
+        check_pow2("lanes", lanes, 1, 64)
+        return layout
+
+    def __init__(self, arrays=2, rows=32, cols=32, head_dim=4, max_seq=16, heads=1, lanes=4):
+        self._layout = self.check_parameters(arrays, rows, cols, head_dim, max_seq, heads,
+                                             lanes)
+        self._lanes = lanes
         super().__init__({
             "i": In(stream.Signature(command_layout(lanes, max_seq))),
             "o": Out(stream.Signature(result_layout(arrays))),

@@ -56,6 +56,7 @@ from .analog import AnalogArray, CrossbarSignature, Mode
 from .bus import (Kind, InnerBus, PartialSumAggregator, RoundRobinArbiter, packet_layout,
                   check_data_width)
 from .digital import DigitalModule
+from .digital_pim import DigitalArraySignature
 from ..base import Block, check_int
 from .registers import CONFIG_WORD, Register, RegisterMap
 
@@ -88,6 +89,7 @@ class BridgeReg(enum.Enum, shape=8):
     MASK = 0x00
     ROUTE = 0xF0
     RESULT_IN = 0xF8
+    ACT_IN = 0xF9
 
 
 BRIDGE_REGISTERS = RegisterMap("PU bridge (inner port 0)", BridgeReg, {
@@ -101,6 +103,9 @@ BRIDGE_REGISTERS = RegisterMap("PU bridge (inner port 0)", BridgeReg, {
                               count=4),
     BridgeReg.RESULT_IN: Register("the first digital module (0 without one)",
                                   "inner port of incoming RESULT packets"),
+    BridgeReg.ACT_IN: Register(0, "inner port of incoming ACTIVATION packets (tag kept); 0: "
+                               "scattered to the arrays by the chunk masks (a layer engine "
+                               "takes its layer's input rows through another value)"),
 }, doc="A CONFIG packet entering a PU with `target` 0 writes one bridge register; with "
        "another `target` it goes on to that inner port (tag and low 24 bits kept).")
 
@@ -293,6 +298,8 @@ class Bridge(wiring.Component):
       ``BridgeReg.MASK + i`` written with CONFIG tag ``c`` hold mask bits
       ``16 i .. 16 i + 15``. Chunks ``c >= n_chunks`` have no mask (dropped).
     * PARTIAL_SUM: to the aggregator; RESULT: to the port in ``BridgeReg.RESULT_IN``.
+      ACTIVATION with ``BridgeReg.ACT_IN`` not 0: to that port, tag kept (a digital
+      module's layer engine takes the layer's input rows).
 
     Out (``bus_i`` -> ``ext_o``, combinational; ``source`` keeps the inner port, a
     global bus overwrites it): kind ``k`` leaves for the global
@@ -344,6 +351,7 @@ class Bridge(wiring.Component):
         r_dest = [Signal(self._ext_addr_width, name=f"route_dest_{k}") for k in range(4)]
         r_kind = [Signal(2, init=k, name=f"route_kind_{k}") for k in range(4)]
         result_in = Signal(self._addr_width, init=self._result_in)
+        act_in = Signal(self._addr_width)
 
         # --- in: decode one packet, then emit it (or its scatter copies) ---------------
         pend = Signal(na)
@@ -396,13 +404,18 @@ class Bridge(wiring.Component):
                                 m.d.sync += [r_dest[k].eq(value[:12]), r_kind[k].eq(value[12:14])]
                         with m.If(cfg.register == BridgeReg.RESULT_IN):
                             m.d.sync += result_in.eq(value)
+                        with m.If(cfg.register == BridgeReg.ACT_IN):
+                            m.d.sync += act_in.eq(value)
                     with m.Elif(target < self._n_ports):
                         m.d.sync += [single.eq(1), hold.header.destination.eq(target)]
                 with m.Case(Kind.ACTIVATION):
                     chunk = tag[wb:]
-                    for c in range(self._n_chunks):
-                        with m.If(chunk == c):
-                            m.d.sync += pend.eq(masks[c][:na])
+                    with m.If(act_in != 0):
+                        m.d.sync += [single.eq(1), hold.header.destination.eq(act_in)]
+                    with m.Else():
+                        for c in range(self._n_chunks):
+                            with m.If(chunk == c):
+                                m.d.sync += pend.eq(masks[c][:na])
                 with m.Case(Kind.PARTIAL_SUM):
                     m.d.sync += [single.eq(1), hold.header.destination.eq(self._agg_port)]
                 with m.Case(Kind.RESULT):
@@ -431,22 +444,27 @@ class ProcessingUnit(wiring.Component):
 
     Ports: ``i`` packets into the PU, ``o`` packets out of it (global addresses, through
     the :class:`Bridge` on inner port 0), ``xbar[t]`` crossbar interface of array
-    ``t = module * arrays_per_module + a``.
+    ``t = module * arrays_per_module + a``; with ``engine``, ``pim[d]`` the digital PIM
+    arrays of digital module ``d``.
     Parameters: counts (``n_modules`` 1..64, ``arrays_per_module`` 1..4096, ``n_digital``
     0..8 digital modules), array geometry (as :class:`AnalogArray`; ``rows`` must be
     ``data_width // 8`` times a power of two so that a layer's input word index splits
     into chunk and word bits), ``data_width``, ``fifo_depth`` (bus FIFOs), ``tag_width``
     (2..16: output index bits + 1 parity bit), ``max_parts`` (most row chunks per output
     the aggregator counts), ``ext_addr_width`` (1..12, global address bits of ``i`` / ``o``),
-    ``degree`` (GELU's exp degree in the digital modules).
+    ``degree`` (GELU's exp degree in the digital modules), ``engine`` (None, or the
+    parameters of the digital modules' layer engine, :data:`~hyflexpim.rtl.digital.ENGINE_DEFAULTS`:
+    attention on the digital PIM and the layer's FP16 operations,
+    :class:`~hyflexpim.rtl.digital.LayerEngine`).
     """
 
     @classmethod
     def check_parameters(cls, n_modules=2, arrays_per_module=2, *, rows=64, cols=128,
                          slc_bits=6, mlc_bits=7, read_cycles=4, data_width=32, fifo_depth=4,
-                         tag_width=8, max_parts=16, n_digital=1, ext_addr_width=5, degree=4):
+                         tag_width=8, max_parts=16, n_digital=1, ext_addr_width=5, degree=4,
+                         engine=None):
         """Check the parameters without building the PU; return all of them (defaults
-        filled in), the keyword arguments of an equal PU.
+        filled in; ``engine`` only when given), the keyword arguments of an equal PU.
 
         Raises:
             ParameterTypeError: a parameter is not an integer.
@@ -468,24 +486,32 @@ class ProcessingUnit(wiring.Component):
         check_int("fifo_depth", fifo_depth, 2, 1024)
         check_int("max_parts", max_parts, 1, 65535)
         Bridge.check_parameters(n_modules=n_modules, arrays_per_module=arrays_per_module)
+        if engine is not None and not n_digital:
+            raise ValueError("engine needs a digital module (n_digital >= 1)")
         if n_digital:
             DigitalModule.check_parameters(port=n_modules + 2, addr_width=addr_width,
                                            data_width=data_width, tag_width=tag_width,
-                                           degree=degree)
-        return dict(n_modules=n_modules, arrays_per_module=arrays_per_module, rows=rows,
-                    cols=cols, slc_bits=slc_bits, mlc_bits=mlc_bits, read_cycles=read_cycles,
-                    data_width=data_width, fifo_depth=fifo_depth, tag_width=tag_width,
-                    max_parts=max_parts, n_digital=n_digital, ext_addr_width=ext_addr_width,
-                    degree=degree)
+                                           degree=degree, engine=engine,
+                                           n_arrays=n_modules * arrays_per_module,
+                                           arrays_per_module=arrays_per_module,
+                                           word_bits=word_bits)
+        kw = dict(n_modules=n_modules, arrays_per_module=arrays_per_module, rows=rows,
+                  cols=cols, slc_bits=slc_bits, mlc_bits=mlc_bits, read_cycles=read_cycles,
+                  data_width=data_width, fifo_depth=fifo_depth, tag_width=tag_width,
+                  max_parts=max_parts, n_digital=n_digital, ext_addr_width=ext_addr_width,
+                  degree=degree)
+        if engine is not None:
+            kw["engine"] = engine
+        return kw
 
     def __init__(self, n_modules=2, arrays_per_module=2, *, rows=64, cols=128, slc_bits=6,
                  mlc_bits=7, read_cycles=4, data_width=32, fifo_depth=4, tag_width=8,
-                 max_parts=16, n_digital=1, ext_addr_width=5, degree=4):
+                 max_parts=16, n_digital=1, ext_addr_width=5, degree=4, engine=None):
         self.check_parameters(
             n_modules, arrays_per_module, rows=rows, cols=cols, slc_bits=slc_bits,
             mlc_bits=mlc_bits, read_cycles=read_cycles, data_width=data_width,
             fifo_depth=fifo_depth, tag_width=tag_width, max_parts=max_parts,
-            n_digital=n_digital, ext_addr_width=ext_addr_width, degree=degree)
+            n_digital=n_digital, ext_addr_width=ext_addr_width, degree=degree, engine=engine)
         self._n_modules, self._apm, self._n_digital = n_modules, arrays_per_module, n_digital
         self._n_ports = n_modules + 2 + n_digital
         self._addr_width = max(1, ceil_log2(self._n_ports))
@@ -504,16 +530,25 @@ class ProcessingUnit(wiring.Component):
                                ext_addr_width=ext_addr_width, data_width=data_width,
                                tag_width=tag_width)
         self._digital_kw = dict(addr_width=self._addr_width, data_width=data_width,
-                                tag_width=tag_width, degree=degree)
+                                tag_width=tag_width, degree=degree, engine=engine,
+                                n_arrays=n_modules * arrays_per_module,
+                                arrays_per_module=arrays_per_module, word_bits=self._word_bits)
         self._n_chunks = 2 ** max(0, tag_width - self._word_bits)
         self._layout = packet_layout(self._addr_width, data_width, tag_width)
         self._ext_layout = packet_layout(ext_addr_width, data_width, tag_width)
         sig = stream.Signature(self._ext_layout)
-        super().__init__({
+        ports = {
             "i": In(sig),
             "o": Out(sig),
             "xbar": Out(CrossbarSignature(rows, cols, mlc_bits)).array(n_modules * arrays_per_module),
-        })
+        }
+        self._engine = None
+        if engine is not None:
+            self._engine = DigitalModule.check_parameters(engine=engine)
+            e = self._engine
+            ports["pim"] = Out(DigitalArraySignature(e["pim_arrays"], e["pim_rows"],
+                                                     e["pim_cols"])).array(n_digital)
+        super().__init__(ports)
 
     n_modules = property(lambda self: self._n_modules)
     arrays_per_module = property(lambda self: self._apm)
@@ -532,7 +567,16 @@ class ProcessingUnit(wiring.Component):
                          doc="bridge scatter-mask registers per row chunk (16 arrays each)")
     data_width = property(lambda self: self._data_width)
     tag_width = property(lambda self: self._tag_width)
+    engine = property(lambda self: None if self._engine is None else dict(self._engine),
+                      doc="the digital modules' layer-engine parameters (None: SFU path only)")
     BRIDGE_PORT = 0
+
+    def digital_module(self, d=0):
+        """A :class:`DigitalModule` equal to digital module ``d`` (its registers, engine
+        and instruction layout; never elaborated)."""
+        dig = DigitalModule(port=self.digital_port(d), **self._digital_kw)
+        dig._MustUse__silence = True
+        return dig
 
     def module_port(self, k):
         """Bus port of analog module ``k``."""
@@ -578,6 +622,8 @@ class ProcessingUnit(wiring.Component):
             m.submodules[f"digital_{d}"] = dig
             connect(m, bus.o[self.digital_port(d)], dig.i)
             connect(m, dig.o, bus.i[self.digital_port(d)])
+            if self._engine is not None:
+                connect(m, dig.pim, flipped(self.pim[d]))
         return m
 
 BLOCKS = [

@@ -375,3 +375,115 @@ async def sfu_noise_on(dut):
 async def sfu_gelu_off(dut):
     """GELU bypassed by configuration: to_int8(from_int32(y, s1), s2) on every word."""
     await layer_test(dut, "sfu_gelu_off", None, p_ready=0.5, sfu=True, gelu=False)
+
+
+# ------------------------------------------------------------------ attention (layer engine)
+
+def engine_config(pu, asm, pu_dest=1, *, in_base=0, in_words=0, start=True):
+    """CONFIG packets that load ``asm`` (a :class:`~hyflexpim.tb.layer_tb.Asm`) into the
+    first digital module's layer engine, point the bridge's ACTIVATION input at it, set
+    its input region and MODE, and (``start``) START it."""
+    dig = pu.digital_port(0)
+    cfg = [config(pu_dest, BridgeReg.ACT_IN, dig),
+           config(pu_dest, DigReg.MODE, 1, port=dig),
+           config(pu_dest, DigReg.IN_BASE, in_base, port=dig),
+           config(pu_dest, DigReg.IN_WORDS, in_words, port=dig)]
+    cfg += [config(pu_dest, reg, value, port=dig) for reg, value in asm.config_writes()]
+    if start:
+        cfg.append(config(pu_dest, DigReg.START, 0, port=dig))
+    return cfg
+
+
+async def attention_test(dut, name, causal):
+    """One head through the PU's digital module: Q/K/V INT32 rows in, INT8 conversion,
+    KV cache, scores, softmax on the SFU, INT8 probabilities, context, INT8 context out;
+    S, P, O compared with models.digital_pim.attention_head, every word with the engine
+    model."""
+    from hyflexpim.models import digital_pim as dpim
+    from hyflexpim.tb.layer_tb import EngineModel, attention_program
+    pu = lib.design()
+    dig = pu.digital_module(0)
+    eng = dig.make_engine()
+    e = eng.params
+    d, T, head = e["head_dim"], e["max_seq"], e["heads"] - 1
+    seed = lib.seed(name)
+    rng = np.random.default_rng(seed)
+    acc = rng.integers(-6000, 6001, (T, 3 * d))
+    acc[0, :3] = [(1 << 31) - 1, -(1 << 31), 0]
+    h = lambda v: int(fp16.from_float(v))           # noqa: E731
+    scales = (h(2.0 ** -9), h(8.0), h(2.0 ** -12), h(127.0), h(2.0 ** -10), h(1.0))
+    asm = attention_program(eng, head=head, tokens=T, causal=causal, scales=scales)
+    # the expected values: the FP16 model and the digital PIM golden model
+    s1, s2, s3, sp, s4, s5 = scales
+    x8 = fp16.to_int8(fp16.from_int32(acc, s1), s2).astype(np.int64)
+    q8, k8, v8 = x8[:, :d], x8[:, d:2 * d], x8[:, 2 * d:]
+    pad = e["softmax_n"] - T
+
+    def probs(s):
+        s16 = np.where(s == dpim.MASKED, np.uint16(0xFC00), fp16.from_int32(s, s3))
+        s16 = np.concatenate([s16, np.full((T, pad), 0xFC00, np.uint16)], 1)
+        p16 = fp16.softmax(s16, lanes=e["sfu_lanes"], slots=e["sfu_slots"])[:, :T]
+        return fp16.to_int8(p16, sp).astype(np.int64)
+
+    S, Pm, O = dpim.attention_head(q8, k8, v8, probs, causal, arrays=e["pim_arrays"],
+                                   cols=e["pim_cols"])
+    o8 = fp16.to_int8(fp16.from_int32(O, s4), s5).astype(np.int64)
+    model = EngineModel(eng)
+    for addr, words in asm.image.items():
+        model.write(addr, words)
+    model.write(0, (acc & 0xFFFFFFFF).reshape(-1))
+    model.run(asm.program)
+    exp = [(d_, k, t, v) for d_, k, t, v in model.out]
+    # the golden values, word by word, against the engine model's packets
+    u32 = lambda a: [int(v) & 0xFFFFFFFF for v in np.asarray(a).reshape(-1)]   # noqa: E731
+    packed = lambda a: [int(sum((int(r[4 * w + b]) & 0xFF) << (8 * b) for b in range(4)))  # noqa: E731
+                        for r in np.asarray(a) for w in range(len(r) // 4)]
+    golden = u32(S) + packed(Pm) + u32(O) + packed(o8)
+    assert [v for _, _, _, v in exp] == golden, "the engine model differs from the golden model"
+    clock = lib.TbClock(dut)
+    got = []
+    sink = lib.StreamSink(dut, "o", clock, layout=pu.ext_layout,
+                          backpressure=lib.random_pauses(0.3, lib.rng(seed)),
+                          callback=lambda value, cycle: got.append((packet(value), cycle)))
+    src = lib.StreamSource(dut, "i", clock, layout=pu.ext_layout,
+                           idle=lib.random_pauses(0.2, lib.rng(seed + 1)))
+    bank = lib.ArrayBank(dut, clock, rows=e["pim_rows"], cols=e["pim_cols"],
+                         arrays=e["pim_arrays"], prefix="pim__0")
+    xb = lib.CrossbarBank(dut, clock, pu.params.rows)
+    for t in range(pu.n_arrays):
+        xb.tie_off(f"xbar__{t}")
+    await clock.start()
+
+    def push(dest, kind, tag, data):
+        src.send({"header": {"source": 0, "destination": dest, "kind": kind, "tag": tag},
+                  "data": data})
+
+    for c in engine_config(pu, asm, in_base=0, in_words=3 * d):
+        push(*c)
+    start = None
+    for t in range(T):
+        for w in range(3 * d):
+            push(1, Kind.ACTIVATION, w, int(acc[t, w]) & 0xFFFFFFFF)
+    await clock.wait(lambda: len(got) >= len(exp), 400_000, "the attention results")
+    await clock.cycles(50)
+    assert len(got) == len(exp), f"{len(got)} words, expected {len(exp)}"
+    port = pu.digital_port(0) % (1 << pu.ext_addr_width)
+    for n, ((pkt, _), (_, kind, tag, value)) in enumerate(zip(got, exp)):
+        assert pkt == (port, 0, kind, tag, value), \
+            f"word {n}: RTL {pkt}, expected {(port, 0, kind, tag, value)}"
+    first_in = src.first
+    lib.report("pu attention", REPORT, test=name, causal=causal, tokens=T, head_dim=d,
+               words=len(got), cycles=got[-1][1] - first_in, pim_ops=len(bank.log),
+               p_distinct=int(len(np.unique(Pm))), o8_distinct=int(len(np.unique(o8))))
+
+
+@cocotb.test()
+async def attention_head(dut):
+    """One head, all keys: S, P, O bit-exact with models.digital_pim.attention_head."""
+    await attention_test(dut, "attention_head", causal=False)
+
+
+@cocotb.test()
+async def attention_head_causal(dut):
+    """The same with the causal mask (query t sees keys 0..t)."""
+    await attention_test(dut, "attention_head_causal", causal=True)

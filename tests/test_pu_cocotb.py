@@ -17,6 +17,9 @@ SMALL = get_block("pu").resolve(small=True, **QUICK)
 # 128 inputs x 64 outputs on 64 x 128 arrays: 16 SLC + 48 MLC outputs per 64-row chunk
 # = 1 SLC + 2 MLC arrays, two chunks: 6 arrays.
 FULL = get_block("pu").resolve(n_modules=3, read_cycles=4, max_parts=4, ext_addr_width=2)
+#: The layer tests of tb/pu_tb.py (the attention tests need a PU with the layer engine).
+LAYER_TESTS = ["layer_noise_off", "layer_noise_on", "sfu_noise_off", "sfu_noise_on",
+               "sfu_gelu_off"]
 
 
 def _run(pu_params, layer, testcase=None, seed=None, report=None):
@@ -33,7 +36,7 @@ def test_pu_layer_small_noise_off_and_on():
     """32 inputs x 12 outputs (4 SLC + 8 MLC) on 16 x 32 arrays: 4 arrays, 2 row chunks;
     INT32 results (noise off / on), then through the digital module to INT8 (GELU on with
     noise off / on, GELU off)."""
-    passed, _ = _run(SMALL, dict(m=32, n=12, n_slc=4, vectors=2))
+    passed, _ = _run(SMALL, dict(m=32, n=12, n_slc=4, vectors=2), testcase=LAYER_TESTS)
     assert passed == 5
 
 
@@ -41,5 +44,18 @@ def test_pu_layer_small_noise_off_and_on():
 def test_pu_layer_128x64_published_arrays():
     """The issue's layer: 128 inputs x 64 outputs, mixed SLC/MLC, 64 x 128 arrays,
     INT32 and through the SFU path."""
-    passed, _ = _run(FULL, dict(m=128, n=64, n_slc=16, vectors=2))
+    passed, _ = _run(FULL, dict(m=128, n=64, n_slc=16, vectors=2), testcase=LAYER_TESTS)
     assert passed == 5
+
+
+#: A PU with the layer engine (digital PIM + SFU operators) and one small analog array.
+ENGINE_PU = get_block("pu").resolve(small=True, n_modules=1, arrays_per_module=1, **QUICK)
+ENGINE_PU["engine"] = {}
+
+
+def test_pu_attention_head_through_the_digital_module():
+    """Q/K/V INT32 rows -> INT8 -> KV cache -> scores -> SFU softmax -> INT8 P -> context
+    -> INT8 words out of the PU: S, P and O bit-exact with models.digital_pim, with and
+    without the causal mask, IO gaps and backpressure."""
+    passed, _ = _run(ENGINE_PU, {}, testcase=["attention_head", "attention_head_causal"])
+    assert passed == 2
