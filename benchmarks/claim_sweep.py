@@ -45,18 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hyflexpim.models.stats import wilson
+
 PARTS = ("default", "noise", "paper", "control", "faithful")
 ALL_POLICIES = ("gradient", "rank", "magnitude", "random")
-
-
-def wilson(k, n, z=1.96):
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (c - h, c + h)
 
 
 def floats(text):

@@ -21,26 +21,16 @@ after each row, so a run cut short keeps what it measured.
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from hyflexpim.models.stats import wilson
+
 RUNS = ("float", "int8", "int8-noise", "int8-noise-faithful", "chip", "chip-noise",
         "chip-noise-faithful", "ablation")
-
-
-def wilson(k, n, z=1.96):
-    """95% Wilson score interval of k successes in n trials."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (c - h, c + h)
 
 
 def main():
