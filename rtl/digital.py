@@ -45,10 +45,7 @@ from ..models.fp16 import functions as F
 from .bus import Kind, packet_layout, check_data_width
 from .digital_pim import (Cmd, DigitalArraySignature, DigitalPimController, command_layout,
                           result_layout)
-# the shared pipeline, unpack, normalize and round-and-pack of the FP16 operators: the
-# exponent adjuster (Fp16Ldexp) is one more operator of that family
-from .fp16 import (Fp16AddSub, Fp16Div, Fp16FromInt32, Fp16Mul, Fp16ToInt8, _Fp16Unit,
-                   _finish, _normalize, _sx, _unpack)
+from .fp16 import Fp16AddSub, Fp16Div, Fp16FromInt32, Fp16Ldexp, Fp16Mul, Fp16ToInt8
 from .sfu import LN_LANE, GeluUnit, LayerNormUnit, SoftmaxUnit
 from ..base import Block, check_int, check_pow2
 from .registers import CONFIG_WORD, Register, RegisterMap
@@ -121,31 +118,6 @@ DIG_REG_SCALE_IN, DIG_REG_SCALE_OUT, DIG_REG_GELU, DIG_REG_DEST, DIG_REG_OUTPUTS
 
 
 # =================================================================================== layer engine
-
-class Fp16Ldexp(_Fp16Unit):
-    """``r = x * 2**e`` rounded once to binary16 (RNE, gradual underflow, +-Inf on
-    overflow): the SFU's exponent adjuster, bit-exact to
-    :func:`hyflexpim.models.transformer_fp16.ldexp_reference`. ``e`` is a signed 8-bit
-    adjustment (the golden model's range is -80..80; anything larger already gives 0 or
-    Inf). Zeros and infinities keep their pattern, a NaN gives 0x7E00. Latency 2
-    (normalize and add the exponent; round)."""
-
-    LATENCY = 2
-
-    @classmethod
-    def lane_layout(cls):
-        return data.StructLayout({"x": 16, "e": signed(8)})
-
-    def _lane(self, m, p, x, name):
-        ux = _unpack(x.x)
-        norm, lz = _normalize(m, ux.sig, f"{name}_n")
-        exp = Signal(signed(11), name=f"{name}_exp")
-        m.d.comb += exp.eq(_sx(ux.k) - 15 - lz + x.e)
-        special = ux.nan | ux.inf
-        st = p.stage(sign=ux.sign, exp=exp, sig=Cat(Const(0, 1), norm), special=special,
-                     sp_r=Mux(ux.nan, 0x7E00, x.x), sp_fl=Cat(Const(0, 4), ux.snan))
-        return _finish(m, p, name, st.sign, st.exp, st.sig, Const(0, 1), st)
-
 
 class Op(enum.Enum, shape=5):
     """Operation of a :class:`LayerEngine` instruction (``docs/layer.md`` lists the fields each one reads)."""

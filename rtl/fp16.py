@@ -41,7 +41,7 @@ from amaranth.lib.wiring import In, Out
 from ..base import Block, check_int
 
 __all__ = ["FLAGS", "MAX_LANES", "check_lanes", "CmpOp", "Fp16AddSub", "Fp16Mul", "Fp16Div", "Fp16Sqrt", "Fp16Compare",
-           "Fp16FromInt32", "Fp16ToInt8", "BLOCKS"]
+           "Fp16FromInt32", "Fp16ToInt8", "Fp16Ldexp", "BLOCKS"]
 
 FLAGS = data.StructLayout({"nx": 1, "uf": 1, "of": 1, "dz": 1, "nv": 1})
 
@@ -621,3 +621,28 @@ BLOCKS = [
     Block("fp16_to_int8", _lanes_only(Fp16ToInt8), {"lanes": 1},
           "binary16 x binary16 scale -> INT8 (RNE, saturating, NaN -> 0), latency 3"),
 ]
+
+
+class Fp16Ldexp(_Fp16Unit):
+    """``r = x * 2**e`` rounded once to binary16 (RNE, gradual underflow, +-Inf on
+    overflow): the SFU's exponent adjuster, bit-exact to
+    :func:`hyflexpim.models.transformer_fp16.ldexp_reference`. ``e`` is a signed 8-bit
+    adjustment (the golden model's range is -80..80; anything larger already gives 0 or
+    Inf). Zeros and infinities keep their pattern, a NaN gives 0x7E00. Latency 2
+    (normalize and add the exponent; round)."""
+
+    LATENCY = 2
+
+    @classmethod
+    def lane_layout(cls):
+        return data.StructLayout({"x": 16, "e": signed(8)})
+
+    def _lane(self, m, p, x, name):
+        ux = _unpack(x.x)
+        norm, lz = _normalize(m, ux.sig, f"{name}_n")
+        exp = Signal(signed(11), name=f"{name}_exp")
+        m.d.comb += exp.eq(_sx(ux.k) - 15 - lz + x.e)
+        special = ux.nan | ux.inf
+        st = p.stage(sign=ux.sign, exp=exp, sig=Cat(Const(0, 1), norm), special=special,
+                     sp_r=Mux(ux.nan, 0x7E00, x.x), sp_fl=Cat(Const(0, 4), ux.snan))
+        return _finish(m, p, name, st.sign, st.exp, st.sig, Const(0, 1), st)

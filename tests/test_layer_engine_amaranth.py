@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""The layer engine of the digital module (rtl/digital.py: LayerEngine, Fp16Ldexp) in the
+"""The layer engine of the digital module (rtl/digital.py: LayerEngine; rtl/fp16.py: Fp16Ldexp) in the
 Amaranth simulator: every instruction against the engine's reference model
 (tb/layer_tb.py: EngineModel) on random data and corner values, parameter errors,
 instruction encoding. The digital PIM instructions run in cocotb (tests/test_pu_cocotb.py),
