@@ -1,6 +1,7 @@
 """The ``hyflexpim`` command: sub-command discovery, Verilog generation, demo, errors."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -51,3 +52,18 @@ def test_demo_small_array_is_bit_exact(tmp_path):
     rep = json.loads((tmp_path / "demo_report.json").read_text())
     assert rep["rtl"] == rep["golden"]
     assert rep["steady_cycles_per_vector"] == rep["ideal_cycles_per_vector"] == 8 * 32 * 7
+    assert_speed_line(r.stdout)
+
+
+#: The demo's line on the simulator run (``cocotb_runner.last_run_summary``).
+SPEED_LINE = re.compile(r"^RTL simulation: (icarus|verilator) \([^)]*\), "
+                        r"([\d,]+) cycles in ([\d.]+) s of tests = ([\d,]+) cycles/s", re.M)
+
+
+def assert_speed_line(stdout):
+    """The demo printed which simulator ran and a positive cycles/s; returns the cycles."""
+    m = SPEED_LINE.search(stdout)
+    assert m, stdout
+    cycles, secs, rate = (float(g.replace(",", "")) for g in m.groups()[1:])
+    assert cycles > 0 and secs > 0 and rate > 0, m.group(0)
+    return int(cycles)

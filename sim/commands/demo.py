@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cocotb_runner import BUILD_ROOT, run_block
+from ..cocotb_runner import BUILD_ROOT, last_run_summary, run_block
 from ..cli import UsageError
 
 NAME = "demo"
@@ -73,5 +73,7 @@ def run(args):
     if r["steady_cycles_per_vector"] is not None:
         print(f"steady state: {r['steady_cycles_per_vector']:.1f} cycles per vector = "
               f"{r['steady_cycles_per_vector'] / r['ideal_cycles_per_vector']:.3f} x ideal")
+    print(last_run_summary())
     print(f"simulation wall time {wall:.1f} s; report {report_path}")
     return 0 if mism == 0 else 1
+
