@@ -31,6 +31,9 @@ the bits into products. Public API:
   :func:`context_cycles`;
 * :class:`DigitalPimModule` -- the module with its KV cache, command by command as
   the RTL controller (append K/V rows, scores of one query, context of one P row);
+* :func:`command_cycles`, :func:`head_command_cycles` -- the controller's cycles per
+  command (header to next header: operand beats, run, drain, reduction, result beats)
+  and per head;
 * :func:`writes_per_inference` -- the wear accounting behind the endurance figures.
 """
 
@@ -46,6 +49,7 @@ __all__ = [
     "MASKED", "product_weights", "DigitalArray", "Layout", "DigitalPimModule",
     "matmul", "cycles", "run_cycles", "scores", "context", "attention_head",
     "scores_cycles", "context_cycles", "published_products_per_cycle", "writes_per_inference",
+    "COMMANDS", "DRAIN_CYCLES", "command_cycles", "head_command_cycles",
 ]
 
 #: Bits of one operand (INT8, two's complement).
@@ -655,6 +659,98 @@ def context_cycles(n_queries, seq, head_dim, causal=False, *, arrays=256, cols=1
     (``ceil(n_keys / arrays)`` tokens of ``head_dim`` products per array); equal to
     :func:`cycles` ``(p, seq, d)`` with ``split="rows"`` when not causal."""
     return scores_cycles(n_queries, seq, head_dim, causal, arrays=arrays, cols=cols)
+
+
+# ============================================================================ controller commands
+
+#: The controller's commands (``rtl.digital_pim.Cmd``), by name.
+COMMANDS = ("clear", "append", "scores", "context")
+#: Cycles the controller spends after a product run before its results are in the
+#: output FIFO: the two shift-and-add stages and the state change (DRAIN).
+DRAIN_CYCLES = 3
+
+
+def _storage_rows_touched(first, n, per_row):
+    """Storage rows that elements ``first .. first + n - 1`` touch (``per_row`` a row)."""
+    return (first + n - 1) // per_row - first // per_row + 1
+
+
+def command_cycles(cmd, arg=0, length=0, *, arrays=256, cols=1024, head_dim=64, lanes=64,
+                   max_seq=1024):
+    """Cycles of one controller command, from the cycle its header beat is taken to the
+    cycle the next header can be taken, with every input beat offered at once and the
+    result stream always ready (``rtl.digital_pim``; its cocotb test asserts equality).
+
+    ``cmd``: one of :data:`COMMANDS`; ``arg``: the header's argument (APPEND: tokens;
+    SCORES / CONTEXT: ``n_keys``, 0 or more than the length meaning all); ``length``:
+    the head's cache length when the header is taken. With ``L = lanes``, ``A =
+    arrays``, ``d = head_dim``, ``E = cols // 8``, ``U = ceil(n_keys / A)``:
+
+    * CLEAR: 1; APPEND: ``1 + sum over tokens t (2 ceil(d / L) + 2 rows(t))`` (``rows``:
+      storage rows the token's ``d`` elements at ``(t // A) d`` touch; 1 on a full cache);
+    * SCORES: ``1 + ceil(d / L) + run_cycles(U d) + 3 + ceil(length / A) - U + 1``
+      (header, q beats, the run, the shift-and-add drain, the masked beats; 1 + 1 in
+      place of the run and drain on an empty cache);
+    * CONTEXT: ``1 + ceil(length / L) + run_cycles(U d) + 3 + (log2 A + 1) + ceil(d / A)``
+      (the last terms: the reduction of the arrays' partial vectors, a tree of log2 A
+      steps on the accumulators' adders, and the result beats; ``1`` in place of the p
+      beats, run and drain on an empty cache).
+
+    Raises:
+        ParameterTypeError, ValueError: ``cmd`` not a command, a parameter out of its
+            range (as :class:`Layout`, ``arrays`` a power of two; ``lanes`` 1..1024),
+            ``length`` not in
+            0..``max_seq``, ``arg`` negative or above ``max_seq``.
+    """
+    cmd = check_choice("cmd", cmd, COMMANDS)
+    check_pow2("arrays", arrays, 1, 1024)
+    check_pow2("cols", cols, 16, 4096)
+    check_int("head_dim", head_dim, 1, 1024)
+    check_int("lanes", lanes, 1, 1024)
+    check_int("max_seq", max_seq, 1, 1 << 16)
+    check_int("length", length, 0, max_seq)
+    check_int("arg", arg, 0, max_seq)
+    A, d, L, E = arrays, head_dim, lanes, cols // ELEMENT_BITS
+    if cmd == "clear" or (cmd == "append" and arg == 0):
+        return 1
+    if cmd == "append":
+        total = 1
+        for t in range(length, length + arg):
+            rows = 1 if t >= max_seq else _storage_rows_touched((t // A) * d, d, E)
+            total += 2 * -(-d // L) + 2 * rows
+        return total
+    n = length if arg == 0 or arg > length else arg
+    U = -(-n // A)
+    run = run_cycles(U * d, cols=cols) + DRAIN_CYCLES if U else 1
+    if cmd == "scores":
+        return 1 + -(-d // L) + run + -(-length // A) - U + 1
+    beats = -(-length // L) if length else 0
+    return 1 + beats + run + A.bit_length() + -(-d // A)
+
+
+def head_command_cycles(queries, keys, head_dim, causal=False, *, arrays=256, cols=1024,
+                        lanes=64):
+    """Controller cycles of one head's attention on one module, command by command: the
+    APPEND of the ``queries`` new tokens' K and V rows (the cache holds ``keys -
+    queries`` tokens before), then per query a SCORES and a CONTEXT command over the
+    ``keys`` cached tokens (``causal``: query ``i`` of token ``keys - queries + i``
+    sees ``i + 1`` ... keys, ``n_keys = position + 1``). The sum of
+    :func:`command_cycles`; the SFU's softmax between SCORES and CONTEXT is not counted
+    here. The cache holds the ``keys`` tokens (``max_seq = keys``)."""
+    check_int("keys", keys, 1, 1 << 16)
+    check_int("queries", queries, 0, keys)
+    check_bool("causal", causal)
+    kw = dict(arrays=arrays, cols=cols, head_dim=head_dim, lanes=lanes, max_seq=keys)
+    total = command_cycles("append", queries, keys - queries, **kw) if queries else 0
+    per = {}
+    for n in _query_keys(queries, keys, causal):
+        u = -(-int(n) // arrays) if causal else 0
+        if u not in per:
+            arg = u * arrays if causal else 0
+            per[u] = (command_cycles("scores", min(arg, keys), keys, **kw)
+                      + command_cycles("context", min(arg, keys), keys, **kw))
+        total += per[u]
+    return total
 
 
 def published_products_per_cycle(arrays=256, cols=1024):

@@ -40,7 +40,8 @@ beat of a command. Tokens appended to a full cache are consumed and dropped.
 Timing: a product run (SCORES or CONTEXT after its data beats) issues exactly
 :func:`~hyflexpim.models.digital_pim.run_cycles` ``(ceil(n_keys / A) * d)`` array
 operations back to back (no idle cycle) unless the output FIFO is full; CONTEXT then
-adds the arrays' partial vectors in ``arrays`` cycles.
+adds the arrays' partial vectors in ``log2(arrays)`` cycles (a tree on the accumulators'
+adders) and the results go out one beat a cycle (:func:`~hyflexpim.models.digital_pim.command_cycles`).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
@@ -312,8 +313,9 @@ class DigitalPimController(wiring.Component):
         is_qk = cmd == Cmd.SCORES
 
         # ---------------------------------------------------------------- output FIFO
+        # depth 3: a buffered FIFO of depth 2 takes a beat only every other cycle
         m.submodules.out_fifo = fifo = SyncFIFOBuffered(
-            width=result_layout(A).size, depth=2)
+            width=result_layout(A).size, depth=3)
         push = data.View(result_layout(A), Signal(fifo.width))
         m.d.comb += [
             fifo.w_stream.payload.eq(push.as_value()),
@@ -369,7 +371,8 @@ class DigitalPimController(wiring.Component):
         sa_complete = Signal()
         acc = Signal(data.ArrayLayout(signed(RESULT_WIDTH), A))
         acc_pv = Signal(data.ArrayLayout(data.ArrayLayout(signed(RESULT_WIDTH), d), A))
-        red = Signal(data.ArrayLayout(signed(RESULT_WIDTH), d))
+        red_cnt = Signal(range(logA + 1))               # CONTEXT: reduction step
+        reducing = Signal()
         # stage 2: the window sums, registered, go into the accumulators
         sb_valid = Signal()
         sb_sums = Signal(data.ArrayLayout(data.ArrayLayout(signed(_PARTIAL_WIDTH), W), A))
@@ -400,29 +403,36 @@ class DigitalPimController(wiring.Component):
                 cur = cur + Mux(sb_ek[k][1], 0, sums[k])
                 nxt = nxt + Mux(sb_ek[k][1], sums[k], 0)
             m.d.comb += scores[a].eq(acc[a] + cur)
-            with m.If(sb_valid):
-                with m.If(is_qk):
-                    m.d.sync += acc[a].eq(Mux(sb_complete, nxt, acc[a] + cur))
-                with m.Else():
-                    for e in range(d):
-                        add = 0
-                        for k in range(W):
-                            add = add + Mux(sb_ek[k][0] == e, sums[k], 0)
-                        m.d.sync += acc_pv[a][e].eq(acc_pv[a][e] + add)
+            with m.If(sb_valid & is_qk):
+                m.d.sync += acc[a].eq(Mux(sb_complete, nxt, acc[a] + cur))
+            # P V: the accumulators add the window sums while the run lasts, then the
+            # partial vector of array a + A / 2^(k + 1) in reduction step k (a tree on
+            # the same adders: log2(A) cycles)
+            with m.If((sb_valid & ~is_qk) | (reducing & (a < A // 2))):
+                for e in range(d):
+                    add = 0
+                    for k in range(W):
+                        add = add + Mux(sb_ek[k][0] == e, sums[k], 0)
+                    partner = 0
+                    for k in range(logA):
+                        stride = A >> (k + 1)
+                        if a < stride:
+                            partner = Mux(red_cnt == k, acc_pv[a + stride][e], partner)
+                    m.d.sync += acc_pv[a][e].eq(acc_pv[a][e] + Mux(reducing, partner, add))
         qk_push = Signal()
         m.d.comb += qk_push.eq(sb_valid & sb_complete & is_qk)
         push_y = []
         for a in range(A):
             keep = ((sb_u0 << logA) + a) < n_keys
             push_y.append(Mux(keep, scores[a], MASKED))
-        # the start of a completing step waits until the FIFO has room for its beat
+        # the start of a completing step waits until the FIFO has room for its beat (the
+        # level only falls until the beat is pushed, apart from the pending ones)
         # (steps are 5 cycles apart: at most one completion is in the two S&A stages)
         blocked = Signal()
         pending = (sa_valid & sa_complete) | (sb_valid & sb_complete)
-        m.d.comb += blocked.eq(is_qk & completes & ((fifo.level + pending) >= 2))
+        m.d.comb += blocked.eq(is_qk & completes & ((fifo.level + pending) >= fifo.depth))
 
         # ---------------------------------------------------------------- sequencer
-        red_cnt = Signal(range(A + 1))
         out_beat = Signal(range(max(-(-T // A), out_beats_d) + 1))
         m.d.comb += pim.en.eq((1 << A) - 1)
         mask = Signal(S)
@@ -440,7 +450,7 @@ class DigitalPimController(wiring.Component):
                         n_keys.eq(nk), s_left.eq(U * (NORS_PER_PRODUCT * d)),
                         off.eq(0), m0.eq(0), e0.eq(0), u0.eq(0), loaded.eq(0), ph.eq(0),
                         base.eq((head_in * 2 + (cmdp.cmd == Cmd.CONTEXT)) * RR),
-                        acc.eq(0), acc_pv.eq(0), red.eq(0), red_cnt.eq(0), out_beat.eq(0),
+                        acc.eq(0), acc_pv.eq(0), red_cnt.eq(0), out_beat.eq(0),
                         tokens.eq(cmdp.arg), kv.eq(0), e_s.eq(0),
                     ]
                     with m.Switch(cmdp.cmd):
@@ -578,20 +588,17 @@ class DigitalPimController(wiring.Component):
                         m.d.sync += out_beat.eq(out_beat + 1)
 
             with m.State("REDUCE"):                 # CONTEXT: add the arrays' partials
-                with m.If(red_cnt == A):
+                with m.If(red_cnt == logA):
                     m.next = "EMIT"
                 with m.Else():
-                    for e in range(d):
-                        m.d.sync += red[e].eq(red[e] + acc_pv[0][e])
-                    for a in range(A):
-                        m.d.sync += acc_pv[a].eq(acc_pv[a + 1] if a + 1 < A else 0)
+                    m.d.comb += reducing.eq(1)
                     m.d.sync += red_cnt.eq(red_cnt + 1)
 
             with m.State("EMIT"):
                 m.d.comb += fifo.w_stream.valid.eq(1)
                 for b in range(out_beats_d):
                     with m.If(out_beat == b):
-                        m.d.comb += [push.y[lane].eq(red[b * A + lane])
+                        m.d.comb += [push.y[lane].eq(acc_pv[0][b * A + lane])
                                      for lane in range(A) if b * A + lane < d]
                 m.d.comb += push.last.eq(out_beat == out_beats_d - 1)
                 with m.If(fifo.w_stream.ready):

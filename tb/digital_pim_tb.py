@@ -7,7 +7,8 @@ never written or on an output not preset fails the test): at every falling edge
 ``pim__rdata`` in the same cycle (:class:`hyflexpim.tb.lib.ArrayBank`). Every result beat is compared in order with exact
 integer arithmetic on the host's copy of the KV cache (:class:`Host`); the array
 operations of every product run are counted and their span compared with
-:func:`hyflexpim.models.digital_pim.run_cycles`.
+:func:`hyflexpim.models.digital_pim.run_cycles`, and the cycles between the header beats
+of back-to-back commands with :func:`hyflexpim.models.digital_pim.command_cycles`.
 
 Built from :mod:`hyflexpim.tb.lib` (clock, stream source and sink, scoreboard, seeds,
 the design from the registry, the array side :class:`~hyflexpim.tb.lib.ArrayBank`).
@@ -21,7 +22,7 @@ import os
 import numpy as np
 
 import cocotb
-from hyflexpim.models.digital_pim import MASKED, run_cycles
+from hyflexpim.models.digital_pim import MASKED, command_cycles, run_cycles
 from hyflexpim.rtl.digital_pim import Cmd
 from hyflexpim.tb import lib
 
@@ -294,3 +295,61 @@ async def run_cycles_equal_the_model(dut):
     for r in rows:
         lib.report("digital_pim run", REPORT, **r)
     tb.done(len(rows))
+
+
+@cocotb.test()
+async def command_cycles_equal_the_model(dut):
+    """Commands back to back (every input beat offered at once, output always ready):
+    the cycles from each header beat to the next equal command_cycles, for CLEAR,
+    APPEND (0, 1 and many tokens, on a full cache), SCORES and CONTEXT (all keys, 1,
+    A + 1, more than the length, an empty cache)."""
+    tb = TB(dut, "command_cycles_equal_the_model")
+    await tb.start()
+    headers = []
+    tb.src.on_transfer.append(
+        lambda value, context, cycle: headers.append(cycle) if "cmd" in value else None)
+    sent = []
+
+    def command(name, arg=0):
+        sent.append((name, arg, tb.host.length(0)))
+        if name == "clear":
+            tb.clear()
+        elif name == "append":
+            tb.append(tb.rand(arg, D), tb.rand(arg, D)) if arg else tb.src.send(
+                {"cmd": Cmd.APPEND, "arg": 0})
+        elif name == "scores":
+            tb.scores(tb.rand(D), arg)
+        else:
+            tb.context(tb.rand(tb.host.length(0)), arg)
+
+    command("clear")
+    command("scores")                                  # empty cache
+    command("context")
+    command("append", 0)
+    command("append", 1)
+    for n_keys in (0, 1):
+        command("scores", n_keys)
+        command("context", n_keys)
+    command("append", min(A + 1, T - 1))
+    for n_keys in sorted({0, 1, A, A + 1, T}):
+        command("scores", n_keys)
+        command("context", n_keys)
+    while tb.host.length(0) < T:
+        command("append", 1)
+    command("append", 2)                               # full: consumed and dropped
+    command("scores")
+    command("context", T // 2 + 1)
+    command("clear")                                   # the end of the last measured one
+    await tb.settle()
+    assert len(headers) == len(sent), (len(headers), len(sent))
+    wrong = []
+    for (name, arg, length), c0, c1 in zip(sent, headers, headers[1:]):
+        model = command_cycles(name, arg, length, arrays=A, cols=C, head_dim=D, lanes=L,
+                               max_seq=T)
+        if c1 - c0 != model:
+            wrong.append(f"{name} arg {arg} length {length}: RTL {c1 - c0}, model {model}")
+        lib.report("digital_pim command", REPORT, cmd=name, arg=arg, length=length,
+                   cycles=c1 - c0, model=model, arrays=A, cols=C, head_dim=D, lanes=L,
+                   max_seq=T)
+    assert not wrong, "; ".join(wrong)
+    tb.done(1)

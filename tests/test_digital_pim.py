@@ -350,6 +350,66 @@ def test_non_causal_head_cycles_equal_matmul_cycles():
     assert D.context_cycles(128, 128, 64) == D.cycles(128, 128, 64, split="rows")
 
 
+# ============================================================================ commands
+
+PUBLISHED = dict(arrays=256, cols=1024, head_dim=64, lanes=64, max_seq=1024)
+
+
+def test_command_cycles_published_size_by_hand():
+    """BERT-Base sizes worked out by hand: run_cycles(64) = 5 ceil(4096 / 341) + 1 = 66."""
+    assert D.command_cycles("clear", **PUBLISHED) == 1
+    assert D.command_cycles("append", 0, 5, **PUBLISHED) == 1
+    # 128 tokens of 64 elements, all in local slot 0 of their arrays: 1 row each, 1 beat
+    assert D.command_cycles("append", 128, 0, **PUBLISHED) == 1 + 128 * (2 + 2)
+    # header, 1 q beat, run 66, drain 3, TAIL: 1 beat of keys (all computed) -> 1 check
+    assert D.command_cycles("scores", 0, 128, **PUBLISHED) == 1 + 1 + 66 + 3 + 1
+    # header, 2 p beats, run, drain, reduction 8 + 1, one result beat (64 <= 256 lanes)
+    assert D.command_cycles("context", 0, 128, **PUBLISHED) == 1 + 2 + 66 + 3 + 9 + 1
+    # causal: 1 key of 1024 -> one local token, three masked beats after it
+    assert D.command_cycles("scores", 1, 1024, **PUBLISHED) == 1 + 1 + 66 + 3 + (4 - 1 + 1)
+    # empty cache: no run, no drain of the S&A
+    assert D.command_cycles("scores", 0, 0, **PUBLISHED) == 1 + 1 + 1 + 1
+    assert D.command_cycles("context", 0, 0, **PUBLISHED) == 1 + 1 + 9 + 1
+
+
+def test_append_cycles_count_the_storage_rows_touched():
+    kw = dict(arrays=2, cols=32, head_dim=3, lanes=1, max_seq=9)     # E = 4 per row
+    # token t sits at local slot t // 2: elements at 0, 0, 3, 3, 6 -> rows 1, 1, 2, 2, 2
+    per_token = [2 * 3 + 2 * r for r in (1, 1, 2, 2, 2)]
+    assert D.command_cycles("append", 5, 0, **kw) == 1 + sum(per_token)
+    assert D.command_cycles("append", 1, 2, **kw) == 1 + per_token[2]
+    # a full cache takes the beats and drops the token: one cycle per row
+    assert D.command_cycles("append", 2, 9, **kw) == 1 + 2 * (2 * 3 + 2)
+
+
+def test_head_command_cycles_sum_the_commands():
+    kw = dict(arrays=4, cols=64, lanes=2)
+    c = lambda cmd, arg, length: D.command_cycles(cmd, arg, length, head_dim=8, max_seq=10, **kw)
+    per_query = c("scores", 0, 10) + c("context", 0, 10)
+    assert D.head_command_cycles(10, 10, 8, **kw) == c("append", 10, 0) + 10 * per_query
+    # decode step: one new token over a cache of 9
+    assert D.head_command_cycles(1, 10, 8, **kw) == c("append", 1, 9) + per_query
+    causal = c("append", 10, 0) + sum(c("scores", i + 1, 10) + c("context", i + 1, 10)
+                                      for i in range(10))
+    assert D.head_command_cycles(10, 10, 8, True, **kw) == causal
+    assert D.head_command_cycles(0, 10, 8, **kw) == 0
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(cmd="run"), "cmd must be one of"),
+    (dict(cmd=2), "cmd must be one of"),
+    (dict(arrays=3), "arrays"),
+    (dict(length=1025), "length"),
+    (dict(arg=-1), "arg"),
+    (dict(lanes=0), "lanes"),
+])
+def test_command_cycles_refuses_bad_input(bad, match):
+    kw = dict(cmd="scores", arg=0, length=4, **PUBLISHED)
+    kw.update(bad)
+    with pytest.raises((ValueError, TypeError), match=match):
+        D.command_cycles(kw.pop("cmd"), kw.pop("arg"), kw.pop("length"), **kw)
+
+
 # ============================================================================ wear
 
 def test_writes_per_inference_bound_holds_on_the_model():

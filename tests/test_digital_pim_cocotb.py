@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from hyflexpim.models.digital_pim import run_cycles
+from hyflexpim.models.digital_pim import COMMANDS, command_cycles, run_cycles
 from hyflexpim.sim.cocotb_runner import run_block
 
 SMALL = dict(arrays=2, rows=32, cols=32, head_dim=4, max_seq=16, heads=1, lanes=4)
@@ -29,14 +29,15 @@ def _run(params, testcase=None, quick=False, report=None, seed=None):
 
 def test_small_all_cases():
     passed, _ = _run(SMALL)
-    assert passed == 5
+    assert passed == 6
 
 
 @pytest.mark.parametrize("params", [TWO_HEADS, ONE_ARRAY, WIDE], ids=["two_heads", "one_array", "wide"])
 def test_other_geometries(params):
     passed, _ = _run(params, quick=True, testcase=["random_products_gaps_and_backpressure",
-                                                   "corner_values", "run_cycles_equal_the_model"])
-    assert passed == 3
+                                                   "corner_values", "run_cycles_equal_the_model",
+                                                   "command_cycles_equal_the_model"])
+    assert passed == 4
 
 
 def test_rtl_cycles_equal_model_cycles(tmp_path):
@@ -48,7 +49,20 @@ def test_rtl_cycles_equal_model_cycles(tmp_path):
         assert r["cycles"] == run_cycles(r["products_per_array"], cols=r["cols"])
 
 
+def test_rtl_command_cycles_equal_model_cycles(tmp_path):
+    """Every command kind measured header to header in RTL, each equal to command_cycles."""
+    report = tmp_path / "commands.jsonl"
+    _run(SMALL, testcase="command_cycles_equal_the_model", report=report)
+    rows = [json.loads(line) for line in report.read_text().splitlines()]
+    assert {r["cmd"] for r in rows} == set(COMMANDS)
+    assert any(r["cmd"] == "append" and r["length"] + r["arg"] > r["max_seq"] for r in rows)
+    for r in rows:
+        assert r["cycles"] == command_cycles(r["cmd"], r["arg"], r["length"], arrays=r["arrays"],
+                                             cols=r["cols"], head_dim=r["head_dim"],
+                                             lanes=r["lanes"], max_seq=r["max_seq"]), r
+
+
 @pytest.mark.slow
 def test_published_columns_all_cases():
     passed, _ = _run(PUBLISHED_COLS, quick=True)
-    assert passed == 5
+    assert passed == 6

@@ -93,10 +93,8 @@ def _generation(pl, n_pre, G, p):
     per_module = math.ceil(model.heads / modules)
     split = max(1, modules // model.heads)
     A = p.digital_arrays_per_module
-    buckets = -(-ctx // A)                         # a query's run depends on ceil(keys / arrays)
-    per_bucket = {int(k): query_cycles(int(k) * A, model.head_dim, A, p.digital_cols)
-                  for k in np.unique(buckets)}
-    cyc = np.array([per_bucket[int(k)] for k in buckets], dtype=np.float64)
+    cyc = np.array([query_cycles(int(k), model.head_dim, A, p.digital_cols,
+                                 p.digital_command_lanes) for k in ctx], dtype=np.float64)
     dig_tok = per_module * np.ceil(cyc * spec.attention_cost / split) / p.f_clk
     sfu_in = model.heads * ctx + sfu_inputs_per_token(model)
     sfu_tok = np.ceil(sfu_in / (p.sfu_inputs_per_cycle * p.digital_modules_per_pu * P)) / p.f_clk

@@ -142,6 +142,7 @@ class Params:
     cycles_per_row_step: int
     rows_per_step: int
     sfu_inputs_per_cycle: int
+    digital_command_lanes: int
     bus_bw: float
     link_bw: float
     link_latency: float
@@ -361,6 +362,7 @@ def load_params(path=None, baselines_path=None):
         cycles_per_row_step=_int(go("cycles_per_row_step"), "organisation.cycles_per_row_step"),
         rows_per_step=_int(go("rows_per_step"), "organisation.rows_per_step"),
         sfu_inputs_per_cycle=_int(go("sfu_inputs_per_cycle"), "organisation.sfu_inputs_per_cycle"),
+        digital_command_lanes=_int(go("digital_command_lanes"), "organisation.digital_command_lanes", 1024),
         bus_bw=check_float("parameter file: organisation.onchip_bus_bytes_per_s", go("onchip_bus_bytes_per_s"), 0.0, lo_open=True),
         link_bw=check_float("parameter file: organisation.chip_link_bytes_per_s", go("chip_link_bytes_per_s"), 0.0, lo_open=True),
         link_latency=go("chip_link_latency_s"),

@@ -20,9 +20,12 @@ With the RTL's parameters (read_cycles = 4) this is ``n * 8 * cols * steps + 4 +
 takes 100 ns in both modes: :func:`vector_time` is 800 ns.
 
 Digital PIM (attention): :func:`head_cycles` counts the module cycles of one head's
-``Q K^T`` and ``P V`` with :mod:`hyflexpim.models.digital_pim` (the golden model the RTL
-controller is checked against: one product run per query, the operand-fetch reads
-included, idle arrays when a head has fewer keys than arrays);
+``Q K^T`` and ``P V`` command by command with :mod:`hyflexpim.models.digital_pim` (the
+golden model the RTL controller is checked against, cycle for cycle: the K/V append,
+per query one SCORES and one CONTEXT command, each with its operand beats, its product
+run with the operand-fetch reads, idle arrays when a head has fewer keys than arrays,
+the drain, the reduction and the result beats); :func:`run_head_cycles` is the product
+runs alone;
 :func:`published_head_cycles` is the published accounting (273 products per cycle, all
 arrays busy) for comparison; :func:`attention_time` spreads the heads round robin over
 the modules.
@@ -38,7 +41,7 @@ from .params import default_params
 
 __all__ = ["array_cycles", "plane_cycles", "vector_time", "first_result_time",
            "digital_products_time", "sfu_time", "transfer_time", "head_cycles",
-           "published_head_cycles", "attention_time", "query_cycles"]
+           "published_head_cycles", "run_head_cycles", "attention_time", "query_cycles"]
 
 
 def plane_cycles(mode, cols=128, read_cycles=4, slc_steps=6, mlc_steps=7):
@@ -106,36 +109,36 @@ def published_head_cycles(queries, keys, head_dim, causal, arrays=256, cols=1024
 
 
 @functools.lru_cache(maxsize=4096)
-def head_cycles(queries, keys, head_dim, causal=False, arrays=256, cols=1024):
-    """Module cycles of one head: ``Q K^T`` and ``P V`` of the last ``queries`` of ``keys``
-    tokens (``causal``: query ``i`` sees keys ``0..i``) on one digital PIM module.
+def head_cycles(queries, keys, head_dim, causal=False, arrays=256, cols=1024, lanes=64):
+    """Module cycles of one head: the last ``queries`` of ``keys`` tokens (``causal``:
+    query ``i`` sees keys ``0..i``) on one digital PIM module, command by command as the
+    RTL controller runs them: the APPEND of the new tokens' K and V rows, then per query
+    its SCORES and CONTEXT commands (operand beats of ``lanes`` INT8, product run,
+    shift-and-add drain, the reduction of the arrays' partial vectors, result beats).
 
-    :mod:`hyflexpim.models.digital_pim`'s ``scores_cycles`` plus ``context_cycles``
-    (equal to ``2 * cycles(queries, head_dim, keys)`` when not causal).
+    :func:`hyflexpim.models.digital_pim.head_command_cycles`, whose per-command counts
+    the cocotb regression measures on the controller; the product runs alone are
+    ``scores_cycles + context_cycles`` (:func:`run_head_cycles`).
     """
     check_int("queries", queries, 0, keys)
     check_int("keys", keys, 1)
     check_int("head_dim", head_dim, 1, 1024)
-    if queries == 0:
-        return 0
-    if not causal:                                  # every query over all keys: one formula
-        return 2 * _dp.cycles(queries, head_dim, keys, arrays, cols=cols, split="cols")
-    # causal: query i runs over i + 1 keys, striped over the arrays; its run depends on
-    # ceil((i + 1) / arrays) only, so the queries are counted per such bucket
-    first = keys - queries + 1                      # keys of the first query
-    total = 0
-    for b in range(-(-first // arrays), -(-keys // arrays) + 1):
-        lo, hi = max(first, (b - 1) * arrays + 1), min(keys, b * arrays)
-        if hi >= lo:
-            total += (hi - lo + 1) * query_cycles(b * arrays, head_dim, arrays, cols)
-    return total
+    return _dp.head_command_cycles(queries, keys, head_dim, causal, arrays=arrays, cols=cols,
+                                   lanes=lanes)
+
+
+def run_head_cycles(queries, keys, head_dim, causal=False, arrays=256, cols=1024):
+    """The product runs of :func:`head_cycles` alone (no operand beats, drain, reduction
+    or result beats): ``scores_cycles + context_cycles``."""
+    return (_dp.scores_cycles(queries, keys, head_dim, causal, arrays=arrays, cols=cols)
+            + _dp.context_cycles(queries, keys, head_dim, causal, arrays=arrays, cols=cols))
 
 
 @functools.lru_cache(maxsize=65536)
-def query_cycles(keys, head_dim, arrays=256, cols=1024):
-    """Module cycles of one query's scores and context over ``keys`` keys."""
-    return (_dp.scores_cycles(1, keys, head_dim, True, arrays=arrays, cols=cols)
-            + _dp.context_cycles(1, keys, head_dim, True, arrays=arrays, cols=cols))
+def query_cycles(keys, head_dim, arrays=256, cols=1024, lanes=64):
+    """Module cycles of one generated token of a head over ``keys`` keys: the APPEND of
+    its K and V rows to a cache of ``keys - 1``, its SCORES and CONTEXT commands."""
+    return head_cycles(1, keys, head_dim, False, arrays, cols, lanes)
 
 
 def attention_time(heads, queries, keys, head_dim, causal, modules, params=None, cost=1.0):
@@ -152,7 +155,8 @@ def attention_time(heads, queries, keys, head_dim, causal, modules, params=None,
         return 0.0
     per_module = math.ceil(heads / modules)
     split = max(1, modules // heads)
-    cyc = head_cycles(queries, keys, head_dim, causal, p.digital_arrays_per_module, p.digital_cols)
+    cyc = head_cycles(queries, keys, head_dim, causal, p.digital_arrays_per_module, p.digital_cols,
+                      p.digital_command_lanes)
     return per_module * math.ceil(cyc * cost / split) / p.f_clk
 
 
