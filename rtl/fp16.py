@@ -189,6 +189,15 @@ def _normalize_finish(m, p, name, st, value, bias):
     return _finish(m, p, name, st.sign, st.exp, st.sig, Const(0, 1), st)
 
 
+def _product_operands(a, b):
+    """The unpacked operands of a product ``a * b``, its sign, NaN (an operand NaN),
+    invalid (infinity times zero) and special (either, or an infinite operand)."""
+    ua, ub = _unpack(a), _unpack(b)
+    nan = ua.nan | ub.nan
+    inv = (ua.inf & ub.zero) | (ub.inf & ua.zero)
+    return ua, ub, ua.sign ^ ub.sign, nan, inv, nan | inv | ua.inf | ub.inf
+
+
 def _flags(nv=0, dz=0):
     return Cat(Const(0, 3), dz, nv)
 
@@ -330,12 +339,7 @@ class Fp16Mul(_Fp16Unit):
         return data.StructLayout({"a": 16, "b": 16})
 
     def _lane(self, m, p, x, name):
-        a, b = x.a, x.b
-        ua, ub = _unpack(a), _unpack(b)
-        sign = ua.sign ^ ub.sign
-        nan = ua.nan | ub.nan
-        inv = (ua.inf & ub.zero) | (ub.inf & ua.zero)
-        special = nan | inv | ua.inf | ub.inf
+        ua, ub, sign, nan, inv, special = _product_operands(x.a, x.b)
         sp_r = Mux(nan | inv, _QNAN, Cat(Const(_INF, 15), sign))
         sp_fl = _flags(nv=ua.snan | ub.snan | inv)
         s1 = p.stage(sign=sign, k=ua.k + ub.k, prod=ua.sig * ub.sig,
@@ -553,11 +557,8 @@ class Fp16ToInt8(_Fp16Unit):
         return data.StructLayout({"x": 16, "scale": 16})
 
     def _lane(self, m, p, x, name):
-        a, s = x.x, x.scale
-        ua, us = _unpack(a), _unpack(s)
-        sign = ua.sign ^ us.sign
-        nan = ua.nan | us.nan | (ua.inf & us.zero) | (us.inf & ua.zero)
-        special = nan | ua.inf | us.inf
+        ua, us, sign, nan, inv, special = _product_operands(x.x, x.scale)
+        nan = nan | inv
         sp_r = Mux(nan, 0, Mux(sign, 0x80, 0x7F))
         s1 = p.stage(sign=sign, k=ua.k + us.k, prod=ua.sig * us.sig,
                      special=special, sp_r=sp_r)
