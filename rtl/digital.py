@@ -92,7 +92,7 @@ DIG_REGISTERS = RegisterMap("Digital module (SFU path)", DigReg, {
                           "path (0); the engine's output then replaces the SFU path's "
                           "(layer engine only)"),
     DigReg.START: Register(0, "write: the layer engine runs its program from instruction "
-                           "`value` until an END (ignored while it runs)"),
+                           "`value` until an END (written while it runs: held, and the program restarts there after the END)"),
     DigReg.PROG_ADDR: Register(0, "program memory address of the next PROG_DATA instruction"),
     DigReg.PROG_DATA: Register(0, "16 bits of an instruction, low bits first; the last "
                                "of its `ceil(width / 16)` writes stores it at PROG_ADDR, "

@@ -903,11 +903,15 @@ class AnalogSide:
         self.last_result = self.clock.cycle
 
 
-def layer_case(seed, noise, causal=False):
-    """The layer, its input, the golden output rows and the program of one test."""
+def layer_case(seed, noise, causal=False, ber=None):
+    """The layer, its input, the golden output rows and the program of one test
+    (``noise``: programmed with MLC bit error rate ``ber``, default the device's
+    :data:`~hyflexpim.models.device.DEFAULT_MLC_BER`)."""
     from hyflexpim.models import transformer as tr
+    from hyflexpim.models.device import DEFAULT_MLC_BER
     fm = tr.ChipFormats(attention_engine="integer")
-    nz = tr.Noise(ber=0.0404, seed=seed % 1000) if noise else None
+    ber = DEFAULT_MLC_BER if ber is None else ber
+    nz = tr.Noise(ber=ber, seed=seed % 1000) if noise else None
     layer = random_layer(seed, noise=nz, formats=fm, causal=causal, factored=("fc1",))
     x = random_input(seed + 1, 8, 32)
     gold = layer.forward(x, tr.Run(fm))
@@ -929,7 +933,7 @@ async def layer_engine_test(dut, name, noise, causal=False, p_ready=0.7, delay=N
     dig = lib.design()
     eng = dig.make_engine()
     e = eng.params
-    layer, x, gold, fm = layer_case(seed, noise, causal)
+    layer, x, gold, fm = layer_case(seed, noise, causal, P.get("ber"))
     lp = LayerProgram(layer, eng, 8, formats=fm)
     exp = [w for row in rows_words(gold) for w in row]
     tags = list(range(lp.in_words)) * 8
@@ -989,7 +993,9 @@ async def layer_engine_test(dut, name, noise, causal=False, p_ready=0.7, delay=N
                noise=noise, causal=causal, words=len(exp), cycles=cycles,
                analog_vectors=analog.vectors, analog_delay=delay, pim_ops=len(bank.log),
                instructions=len(lp.program), seed=seed,
-               first_send=None if analog.first_send is None else analog.first_send - start)
+               first_send=None if analog.first_send is None else analog.first_send - start,
+               words_per_row=lp.in_words, rtl_first_row=[g[4] for g in got[:lp.in_words]],
+               golden_first_row=exp[:lp.in_words])
 
 
 @cocotb.test()

@@ -36,6 +36,9 @@ def test_verilog_with_parameters_writes_a_module(tmp_path):
     (["verilog", "analog_array", "-p", "rows"], "parameter must be written NAME=VALUE, not 'rows'"),
     (["demo", "--vectors", "0"], "--vectors must be in 1..1000, not 0"),
     (["demo", "--ber", "0.7"], "ber must be in (0, 0.5), not 0.7"),
+    (["demo", "--causal"], "--causal needs --layer"),
+    (["demo", "--layer", "--rows", "16"], "--rows applies to the array demo, not to --layer"),
+    (["demo", "--layer", "--ber", "0.7"], "ber must be in (0, 0.5), not 0.7"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(args, msg):
     r = run_cli(*args)
@@ -67,3 +70,19 @@ def assert_speed_line(stdout):
     cycles, secs, rate = (float(g.replace(",", "")) for g in m.groups()[1:])
     assert cycles > 0 and secs > 0 and rate > 0, m.group(0)
     return int(cycles)
+
+
+def test_demo_layer_is_bit_exact(tmp_path):
+    """``demo --layer``: the encoder layer of tb/layer_tb.py (noise off) on the digital
+    module's Verilog, every output word equal to ChipLayer.forward (the testbench
+    asserts each; this run is the suite's noise-off layer run)."""
+    r = run_cli("demo", "--layer", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "RTL vs golden: 72/72 output words identical (bit-exact;" in r.stdout, r.stdout
+    rtl = re.search(r"^token 0, RTL: +(.*)$", r.stdout, re.M).group(1)
+    gold = re.search(r"^token 0, golden: +(.*)$", r.stdout, re.M).group(1)
+    assert rtl == gold and len(rtl.split()) == 9
+    rep = json.loads((tmp_path / "layer_report.jsonl").read_text().splitlines()[-1])
+    assert rep["test"] == "layer_noise_off" and rep["words"] == 72 and rep["cycles"] > 0
+    assert f"cycles: {rep['cycles']:,} from START" in r.stdout
+    assert_speed_line(r.stdout)
