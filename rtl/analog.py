@@ -404,7 +404,7 @@ class ShiftAdd(wiring.Component):
         s2 = Signal(data.StructLayout({**ctl, "cin": 1, "term": rw, "base": rw}))
         s3 = Signal(data.StructLayout({**ctl, "lo": lo_w, "carry": 1, "term_hi": hi_w,
                                        "base_hi": hi_w}))
-        s4 = Signal(data.StructLayout({"final": 1, "mode": Mode}))
+        s4 = Signal(data.StructLayout({"valid": 1, "final": 1, "mode": Mode}))
         with m.If(xfer):
             m.d.sync += partial.eq(summed)
         m.d.sync += [
@@ -418,7 +418,7 @@ class ShiftAdd(wiring.Component):
         m.d.comb += term.eq(s1.sum << s1.plane)
         neg = s1.plane == top
         m.d.sync += [
-            s2.valid.eq(s1.valid), s2.final.eq(s1.valid & s1.final), s2.mode.eq(s1.mode),
+            s2.valid.eq(s1.valid), s2.final.eq(s1.final), s2.mode.eq(s1.mode),
             s2.neuron.eq(s1.neuron), s2.cin.eq(neg), s2.term.eq(Mux(neg, ~term, term)),
             s2.base.eq(s1.base),
         ]
@@ -437,12 +437,20 @@ class ShiftAdd(wiring.Component):
         m.d.comb += hi.eq(s3.base_hi + s3.term_hi + s3.carry)
         with m.If(s3.valid):
             m.d.sync += acc[s3.neuron].eq(Cat(s3.lo, hi))
-        m.d.sync += [s4.final.eq(s3.final), s4.mode.eq(s3.mode)]
+        m.d.sync += [s4.valid.eq(s3.valid), s4.final.eq(s3.final), s4.mode.eq(s3.mode)]
 
         # --- stage 4: after the vector's last write, copy the accumulators out.
+        # ``final`` travels ungated beside ``valid`` and is qualified only here: the load
+        # enable of the n * result_width output flip-flops is then a gate, which the
+        # mapper buffers (ABC's ``buffer -N 8``), not a flip-flop output, which it does not
+        # (one DFFPOSX1 driving ~515 loads, a 6.7 ns clock-to-Q, was the critical path).
+        # Copies of the register would not help: Yosys' opt_merge merges identical
+        # flip-flops, and Amaranth puts ``keep`` on the wire, not on the $dff cell.
+        copy_out = Signal()
+        m.d.comb += copy_out.eq(s4.valid & s4.final)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(s4.final):
+        with m.If(copy_out):
             m.d.sync += [self.o.valid.eq(1), self.o.p.mode.eq(s4.mode)]
             for j in range(n):
                 value = acc[j]

@@ -53,7 +53,7 @@ from .registers import CONFIG_WORD, Register, RegisterMap
 __all__ = ["DigitalModule", "DigReg", "DIG_REGISTERS", "DIG_REG_SCALE_IN", "DIG_REG_SCALE_OUT",
            "DIG_REG_GELU", "DIG_REG_DEST", "DIG_REG_OUTPUTS", "DIG_REG_WORDS", "Fp16Ldexp",
            "Op", "Alu", "Reduce", "Wait", "FLAGS_LAYOUT", "COUNT_BITS", "instr_layout",
-           "ENGINE_DEFAULTS", "check_engine", "LayerEngine", "BLOCKS", "REGISTERS"]
+           "ENGINE_DEFAULTS", "LAYER_MODULE", "check_engine", "LayerEngine", "BLOCKS", "REGISTERS"]
 
 _FP16_ONE = 0x3C00
 
@@ -188,6 +188,12 @@ def instr_layout(addr_bits):
 ENGINE_DEFAULTS = dict(mem_depth=8192, prog_depth=512, pim_arrays=4, pim_rows=8, pim_cols=256,
                        head_dim=16, max_seq=8, heads=2, pim_lanes=4, sfu_lanes=4, sfu_slots=4,
                        softmax_n=16, ln_n=32, ln_eps=F._h(1e-5))
+
+#: The digital module of the CI layer (``hyflexpim demo --layer``, the cocotb layer tests):
+#: the layer engine with its defaults, 16 analog arrays behind inner port 1 (one per row
+#: chunk of the layer's matrices), 4 INT8 per word, 16 per chunk.
+LAYER_MODULE = dict(port=3, addr_width=2, data_width=32, tag_width=8, degree=4, engine={},
+                    n_arrays=16, arrays_per_module=16, word_bits=2)
 
 
 def check_engine(engine):

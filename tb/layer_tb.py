@@ -29,7 +29,7 @@ from hyflexpim.models import transformer_fp16 as t16
 from hyflexpim.models.digital_pim import MASKED
 from hyflexpim.models.fp16 import functions as F
 from hyflexpim.rtl.bus import Kind
-from hyflexpim.rtl.digital import Alu, Op, Reduce, Wait
+from hyflexpim.rtl.digital import LAYER_MODULE, Alu, Op, Reduce, Wait
 from hyflexpim.rtl.digital_pim import Cmd
 
 __all__ = ["EngineModel", "Asm", "attention_program", "LayerProgram", "rows_words",
@@ -835,13 +835,6 @@ def reset_vectors(layer):
 
 
 # =================================================================================== cocotb
-
-#: The digital module the cocotb layer tests run on (``tests/test_layer_cocotb.py``): the
-#: layer engine with its defaults (the CI layer), 16 analog arrays behind inner port 1
-#: (one per row chunk of the layer's matrices), 4 INT8 per word, 16 per chunk.
-LAYER_MODULE = dict(port=3, addr_width=2, data_width=32, tag_width=8, degree=4, engine={},
-                    n_arrays=16, arrays_per_module=16, word_bits=2)
-
 
 class AnalogSide:
     """The analog modules of a PU at transaction level, for a test of the layer engine's

@@ -101,7 +101,7 @@ def run_layer(args):
     """``demo --layer``: the encoder layer of the cocotb regression, printed."""
     from ...models.crossbar import check_ber
     from ..cocotb_runner import CocotbFailure
-    from ...tb.layer_tb import LAYER_MODULE
+    from ...rtl.digital import LAYER_MODULE
     for name, default in _ARRAY_ONLY.items():
         if getattr(args, name) != default:
             raise UsageError(f"--{name} applies to the array demo, not to --layer")
