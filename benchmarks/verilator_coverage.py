@@ -28,6 +28,8 @@ RUNS = {
     "digital_pim": ("hyflexpim.tb.digital_pim_tb",
                     dict(arrays=2, rows=32, cols=32, head_dim=4, max_seq=16, heads=1, lanes=4),
                     {"quick": True}),
+    **{f"fp16_{op}": ("hyflexpim.tb.fp16_tb", {}, {"set": "quick"})
+       for op in ("add", "mul", "div", "sqrt", "cmp", "from_int32", "to_int8")},
 }
 
 
@@ -75,13 +77,14 @@ def main():
         passed, _ = run_block(block, test_module=tb, params=params, tb_params=tbp,
                               simulator="verilator", build_dir=bdir, quiet=True,
                               extra_env={"HYFLEXPIM_SEED": 1})
-        cov, missed = parse(bdir / "coverage.dat", f"{block}.v")
+        verilog = next(v for v in sorted(bdir.glob("*.v")) if not v.name.endswith("_sim.v"))
+        cov, missed = parse(bdir / "coverage.dat", verilog.name)
         cells = []
         for kind in ("line", "toggle"):
             h, t = cov.get(kind, (0, 0))
             cells.append(f"{h:,} / {t:,} ({h / t:.1%})" if t else "none")
         print(f"| {block} | {passed} | {cells[0]} | {cells[1]} | {time.time() - t0:.0f} |")
-        src = (bdir / f"{block}.v").read_text().splitlines()
+        src = verilog.read_text().splitlines()
         lines = sorted({ln for ln, _ in missed})
         notes.append(f"{block}: {len(lines)} source lines with a line point never hit"
                      + "".join(f"\n    {ln}: {src[ln - 1].strip()[:90]}" for ln in lines[:8]))
