@@ -31,7 +31,7 @@ from hyflexpim.tb.layer_tb import LAYER_MODULE, LayerProgram, layer_case
 TOKENS = 8
 
 
-def pim_rows(lp, eng, causal):
+def pim_rows(lp, eng):
     """(instruction index, command, commands issued, controller cycles, operand INT8,
     INT32 results) of every PIM instruction of the program."""
     e = eng.params
@@ -97,13 +97,14 @@ def main():
           f"instructions, {r['analog_vectors']} analog vectors (each answered "
           f"{r['analog_delay']} cycles after its last word), seed {seed}")
     print("\n| step | units | instructions | RTL cycles | share |\n|---|---|---|---|---|")
-    for ph in r["phases"]:
+    for ph in lp.phases:
+        cyc = sum(ic[ph["first"]:ph["last"] + 1])
         print(f"| {ph['name']} | {ph['units']} | {ph['last'] - ph['first'] + 1} | "
-              f"{ph['cycles']:,} | {ph['cycles'] / running:.1%} |")
+              f"{cyc:,} | {cyc / running:.1%} |")
     print("\n| PIM instruction | commands | RTL cycles | controller (command_cycles) | "
           "operand INT8 | INT32 results | RTL / controller |\n|---|---|---|---|---|---|---|")
     tot_r = tot_c = 0
-    for k, name, n_cmd, cyc, ops, res in pim_rows(lp, eng, a.causal):
+    for k, name, n_cmd, cyc, ops, res in pim_rows(lp, eng):
         tot_r += ic[k]
         tot_c += cyc
         print(f"| {k}: {name} | {n_cmd} | {ic[k]:,} | {cyc:,} | {ops:,} | {res:,} | "

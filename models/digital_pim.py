@@ -724,8 +724,7 @@ def command_cycles(cmd, arg=0, length=0, *, arrays=256, cols=1024, head_dim=64, 
     run = run_cycles(U * d, cols=cols) + DRAIN_CYCLES if U else 1
     if cmd == "scores":
         return 1 + -(-d // L) + run + -(-length // A) - U + 1
-    beats = -(-length // L) if length else 0
-    return 1 + beats + run + A.bit_length() + -(-d // A)
+    return 1 + -(-length // L) + run + A.bit_length() + -(-d // A)
 
 
 def head_command_cycles(queries, keys, head_dim, causal=False, *, arrays=256, cols=1024,
@@ -742,13 +741,13 @@ def head_command_cycles(queries, keys, head_dim, causal=False, *, arrays=256, co
     check_bool("causal", causal)
     kw = dict(arrays=arrays, cols=cols, head_dim=head_dim, lanes=lanes, max_seq=keys)
     total = command_cycles("append", queries, keys - queries, **kw) if queries else 0
-    per = {}
+    per = {}                    # a query's cycles depend on ceil(n_keys / arrays) only
     for n in _query_keys(queries, keys, causal):
-        u = -(-int(n) // arrays) if causal else 0
+        arg = int(n) if causal else 0
+        u = -(-arg // arrays)
         if u not in per:
-            arg = u * arrays if causal else 0
-            per[u] = (command_cycles("scores", min(arg, keys), keys, **kw)
-                      + command_cycles("context", min(arg, keys), keys, **kw))
+            per[u] = (command_cycles("scores", arg, keys, **kw)
+                      + command_cycles("context", arg, keys, **kw))
         total += per[u]
     return total
 

@@ -965,8 +965,9 @@ async def layer_engine_test(dut, name, noise, causal=False, p_ready=0.7, delay=N
         push(Kind.CONFIG, tag, DIG_REGISTERS.word(reg, value))
     await clock.wait(lambda: not src.busy, 40 * len(cfg) + 1000, "the configuration")
     start = clock.cycle
-    per_instr = np.zeros(len(lp.program) + 1, dtype=np.int64)
-    if P.get("profile"):
+    profile = bool(P.get("profile"))
+    per_instr = np.zeros(len(lp.program), dtype=np.int64)
+    if profile:
         cocotb.start_soon(_profile(lib.core(dut).engine, clock, per_instr))
     push(Kind.CONFIG, 0, DIG_REGISTERS.word(DigReg.START, 0))
     for row in lp.input_words(x):
@@ -992,11 +993,7 @@ async def layer_engine_test(dut, name, noise, causal=False, p_ready=0.7, delay=N
                first_send=None if analog.first_send is None else analog.first_send - start,
                words_per_row=lp.in_words, rtl_first_row=[g[4] for g in got[:lp.in_words]],
                golden_first_row=exp[:lp.in_words],
-               phases=[dict(name=ph["name"], units=ph["units"], first=ph["first"],
-                            last=ph["last"],
-                            cycles=int(per_instr[ph["first"]:ph["last"] + 1].sum()))
-                       for ph in lp.phases] if P.get("profile") else None,
-               instr_cycles=per_instr[:len(lp.program)].tolist() if P.get("profile") else None)
+               instr_cycles=per_instr.tolist() if profile else None)
 
 
 async def _profile(engine, clock, per_instr):

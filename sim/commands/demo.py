@@ -92,7 +92,6 @@ def run(args):
     return 0 if mism == 0 else 1
 
 
-
 #: The array options that a layer demo does not take, with their defaults.
 _ARRAY_ONLY = {"mode": "mlc", "vectors": 4, "rows": 64, "cols": 128}
 
