@@ -392,7 +392,16 @@ class LayerProgram:
     :class:`~hyflexpim.models.transformer.ChipFormats` the golden model runs with (the
     engine's SFU must have its lanes, slots and exp degree); ``in_base``: where the input
     rows land; ``out_port``: the inner-bus port the output rows go to; ``chunk_base``: the
-    first row-chunk number of the analog vectors (the scatter-mask index).
+    first row-chunk number of the analog vectors (the scatter-mask index); ``past``: None
+    for a layer over its own tokens only, or the number of tokens already in the KV
+    cache (a decoder step; 0 starts the cache). With ``past``, the ``T`` new tokens'
+    K and V are appended to the digital PIM's cache without a CLEAR (``past = 0``
+    clears it), their scales are kept at :attr:`kv_scales` (a region at the top of the
+    data memory, the same for every program of this layer and engine, never written by
+    :meth:`config_writes`), and each query attends to the ``past + T`` cached keys
+    (causal: query ``t`` sees keys ``0 .. past + t``), as
+    :meth:`hyflexpim.models.transformer.ChipLayer.forward` with a
+    :class:`~hyflexpim.models.transformer.KVCache`.
 
     Input (ACTIVATION words, ``in_words`` per token): the token's INT8 row packed
     ``data_width / 8`` per word, then one word ``s | e << 16`` (the row's binary16 scale
@@ -413,14 +422,18 @@ class LayerProgram:
     """
 
     def __init__(self, layer, engine, tokens, *, formats=None, in_base=0, out_port=0,
-                 chunk_base=0):
+                 chunk_base=0, past=None):
         from hyflexpim.base import check_int
         from hyflexpim.models import transformer as tr
         formats = formats or tr.ChipFormats()
         cfg = layer.config
         p = engine.params
         self.layer, self.engine, self.formats = layer, engine, formats
-        self.T = T = check_int("tokens", tokens, 1, p["max_seq"])
+        self.past = None if past is None else check_int("past", past, 0, p["max_seq"] - 1)
+        P = self.past or 0
+        self.T = T = check_int("tokens", tokens, 1, p["max_seq"] - P)
+        #: the keys each query row can see: the cached ones and the new ones
+        self.keys = Tk = P + T
         if not cfg.post_ln:
             raise ValueError("the layer program runs post-LN layers only (post_ln=True)")
         if formats.float_ops:
@@ -428,7 +441,7 @@ class LayerProgram:
                              f"(float_ops must be empty, not {sorted(formats.float_ops)})")
         need = [("head_dim", cfg.head_dim), ("ln_n", cfg.dim), ("ln_eps", int(layer.eps16)),
                 ("sfu_lanes", formats.lanes), ("sfu_slots", formats.slots),
-                ("softmax_n", -(-T // formats.row_pad) * formats.row_pad)]
+                ("softmax_n", -(-Tk // formats.row_pad) * formats.row_pad)]
         for k, v in need:
             if p[k] != v:
                 raise ValueError(f"engine {k} must be {v} for this layer, not {p[k]}")
@@ -453,6 +466,17 @@ class LayerProgram:
         self.chunks = c - chunk_base
         self.asm = Asm(engine, base=in_base + T * self.in_words)
         self._ctop = self.asm.md           # constants from the top of the memory down
+        #: with ``past``: the kept K, V scales, ``(ks, ke, vs, ve)`` addresses of
+        #: ``max_seq x heads`` words each, token ``t`` head ``h`` at ``t * heads + h``
+        self.kv_scales = None
+        if self.past is not None:
+            n = p["max_seq"] * cfg.heads
+            self._ctop -= 4 * n
+            if self._ctop < self.asm.top:
+                raise ValueError(f"the program needs more data memory than the "
+                                 f"{p['mem_depth']} words there are")
+            self.asm.md = self._ctop
+            self.kv_scales = tuple(self._ctop + i * n for i in range(4))
         #: the steps of the layer: name, units, operation, output format, first and
         #: last instruction (``first``, ``last``: indices into :attr:`program`)
         self.phases = []
@@ -502,12 +526,14 @@ class LayerProgram:
                  a_o=n if a_o is None else a_o, b=b, b_i=b_i, b_o=n if b_o is None else b_o,
                  n_i=n, n_o=rows, **kw)
 
-    def _quantize(self, src, rows, n, so=None):
+    def _quantize(self, src, rows, n, so=None, se=None):
         """INT8 rows of ``rows`` FP16 rows of ``n`` at ``src`` (row stride ``so``):
-        :func:`hyflexpim.models.transformer.quantize`. Returns the addresses (q, s, e)."""
+        :func:`hyflexpim.models.transformer.quantize`. Returns the addresses (q, s, e);
+        ``se``: where the scales and exponents go (two addresses; default new buffers)."""
         a = self.asm
         so = n if so is None else so
-        Q, S, E = a.alloc(rows * n), a.alloc(rows), a.alloc(rows)
+        Q = a.alloc(rows * n)
+        S, E = se if se is not None else (a.alloc(rows), a.alloc(rows))
         mark = self._mark()
         M, MM, INV = (a.alloc(rows) for _ in range(3))
         XS = a.alloc(rows * n)
@@ -549,7 +575,7 @@ class LayerProgram:
         matrix (A then B) on the analog arrays, dequantised, requantised between the
         factors, + bias. Returns the FP16 output's address (T x n)."""
         from hyflexpim.models import transformer as tr
-        a, T = self.asm, self.T
+        a, T, P = self.asm, self.T, self.past or 0
         lin = self.layer.linears[name]
         out = a.alloc(T * lin.n) if out is None else out
         mats = [(i, mat, c, k) for nm, i, mat, c, k in self.matrices if nm == name]
@@ -558,7 +584,9 @@ class LayerProgram:
         for i, mat, first, k in mats:
             acc = a.alloc(T * mat.n)
             for t in range(T):
-                self._sends(q + t * mat.m, mat, first, k, t, t % 2, acc + t * mat.n)
+                # parity: the matrix's vector count mod 2 (the arrays count on across
+                # the programs of a decoder: one vector per token and matrix)
+                self._sends(q + t * mat.m, mat, first, k, t, (P + t) % 2, acc + t * mat.n)
             self._op(Op.WAIT, aux=Wait.RESULTS)
             ms = self._const(mat.s)
             me = self._const(mat.e)
@@ -584,10 +612,12 @@ class LayerProgram:
 
     def _attention(self, qh, kh, vh, att):
         """Every head: Q, K, V (FP16, T x dim) -> INT8 rows per (token, head), the KV
-        cache, scores, softmax, the V-scale fold, P V. Returns the FP16 context (T x dim)."""
+        cache, scores, softmax, the V-scale fold, P V. Returns the FP16 context (T x dim).
+        The T queries attend to ``Tk = past + T`` keys (:attr:`keys`)."""
         from hyflexpim.models import transformer as tr
         from hyflexpim.models.fp16 import ops as o16
-        a, T, cfg = self.asm, self.T, self.layer.config
+        a, T, Tk, cfg = self.asm, self.T, self.keys, self.layer.config
+        P = Tk - T
         H, dh, D = cfg.heads, cfg.head_dim, cfg.dim
         f = t16.FAST
         r = o16.from_float(1.0 / math.sqrt(dh))
@@ -597,57 +627,67 @@ class LayerProgram:
         b_pv = tr.guard_shift(cfg.max_seq, 2.0 / tr.QMAX * 1.001, 1.0 / tr.QMAX * 0.999)
         rm = self._const([r_m])
         causal = cfg.causal
-        step = dict(imm=1, flags=("arg_step",)) if causal else {}
+        # SCORES / SOFTMAX: query o sees P + 1 + o keys (causal), or all of them
+        step = dict(imm=P + 1, flags=("arg_step",)) if causal else {}
         outer = self._mark()
         self._phase("Q, K, V to INT8", "engine", "quantise per (token, head)",
                     "INT8 rows + (s, e)")
-        (qq, qs, qe), (kq, ks, ke), (vq, vs, ve) = (self._quantize(x, T * H, dh)
-                                                    for x in (qh, kh, vh))
+        kv = self.kv_scales
+        qq, qs, qe = self._quantize(qh, T * H, dh)
+        if kv is None:
+            (kq, ks, ke), (vq, vs, ve) = (self._quantize(x, T * H, dh) for x in (kh, vh))
+        else:                  # the new tokens' scales after the cached ones'
+            kq = self._quantize(kh, T * H, dh, se=(kv[0] + P * H, kv[1] + P * H))[0]
+            vq = self._quantize(vh, T * H, dh, se=(kv[2] + P * H, kv[3] + P * H))[0]
+            ks, ke, vs, ve = kv
         hidden = None
         if causal:
-            hidden = self._const([0 if t <= i else _HIDDEN for i in range(T) for t in range(T)])
+            hidden = self._const([0 if t <= P + i else _HIDDEN
+                                  for i in range(T) for t in range(Tk)])
         for h in range(H):
             mark = self._mark()
             hd = h << 2
             self._phase(f"head {h}: K, V cache, scores", "digital PIM + engine",
                         "APPEND K, V; S = Q K^T; dequantise with 1/sqrt(d)", "INT32 -> FP16")
-            si, c1, c, es, s16, sc = (a.alloc(T * T) for _ in range(6))
-            p16 = a.alloc(T * T)
-            self._op(Op.PIM, aux=hd | Cmd.CLEAR.value, n_i=0, n_o=1)
+            si, c, es, s16 = (a.alloc(T * Tk) for _ in range(4))
+            c1 = a.alloc(T)
+            p16 = a.alloc(T * Tk)
+            if not P:
+                self._op(Op.PIM, aux=hd | Cmd.CLEAR.value, n_i=0, n_o=1)
             self._op(Op.PIM, aux=hd | Cmd.APPEND.value, a=kq + h * dh, a_i=1, a_o=D,
                      b=vq + h * dh, b_i=1, b_o=D, n_i=dh, n_o=T)
             self._op(Op.PIM, aux=hd | Cmd.SCORES.value, a=qq + h * dh, a_i=1, a_o=D, n_i=dh,
-                     n_o=T, dst=si, d_i=1, d_o=T, n_w=T, **step)
+                     n_o=T, dst=si, d_i=1, d_o=Tk, n_w=Tk, **step)
             # score scale s_q * mant(1/sqrt(d)) * s_k, exponent e_q + e_k + exp(1/sqrt(d))
             self._ew(Op.FMUL, c1, qs + h, T, a_i=H, b=rm, b_i=0)
-            self._ew(Op.FMUL, c, c1, T, T, a_i=0, a_o=1, b=ks + h, b_i=H, b_o=0)
-            self._ew(Op.ALU, es, qe + h, T, T, aux=Alu.ADD, a_i=0, a_o=H, b=ke + h, b_i=H,
+            self._ew(Op.FMUL, c, c1, Tk, T, a_i=0, a_o=1, b=ks + h, b_i=H, b_o=0)
+            self._ew(Op.ALU, es, qe + h, Tk, T, aux=Alu.ADD, a_i=0, a_o=H, b=ke + h, b_i=H,
                      b_o=0, imm=r_e + b_s, flags=("use_b",))
-            self._dequantize(s16, si, T, T, c, es, b_s)
+            self._dequantize(s16, si, Tk, T, c, es, b_s)
             self._phase(f"head {h}: softmax, P V", "SFU row unit + digital PIM",
                         "softmax (padded -Inf); P * s_v 2**(e_v - E); quantise; O = w V; "
                         "dequantise", "FP16 -> INT8 -> INT32 -> FP16")
-            self._op(Op.SOFTMAX, dst=p16, d_i=1, d_o=T, a=s16, a_i=1, a_o=T, n_i=T, n_o=T,
-                     n_w=T, **step)
+            self._op(Op.SOFTMAX, dst=p16, d_i=1, d_o=Tk, a=s16, a_i=1, a_o=Tk, n_i=Tk, n_o=T,
+                     n_w=Tk, **step)
             # E_i = the largest V exponent among the keys query i sees
             big = a.alloc(T)
             src, so = ve + h, 0
             if causal:
-                evm = a.alloc(T * T)
-                self._ew(Op.ALU, evm, ve + h, T, T, aux=Alu.ADD, a_i=H, a_o=0, b=hidden,
+                evm = a.alloc(T * Tk)
+                self._ew(Op.ALU, evm, ve + h, Tk, T, aux=Alu.ADD, a_i=H, a_o=0, b=hidden,
                          flags=("use_b",))
-                src, so = evm, T
+                src, so = evm, Tk
             self._op(Op.REDUCE, aux=Reduce.IMAX, a=src, a_i=H if not causal else 1, a_o=so,
-                     n_i=T, n_o=T, dst=big, d_o=1, n_w=1)
-            sh0, sh, sv, w = (a.alloc(T * T) for _ in range(4))
-            self._ew(Op.ALU, sh0, ve + h, T, T, aux=Alu.ADD, a_i=H, a_o=0, b=big, b_i=0,
+                     n_i=Tk, n_o=T, dst=big, d_o=1, n_w=1)
+            sh0, sh, sv, w = (a.alloc(T * Tk) for _ in range(4))
+            self._ew(Op.ALU, sh0, ve + h, Tk, T, aux=Alu.ADD, a_i=H, a_o=0, b=big, b_i=0,
                      b_o=1, flags=("use_b", "neg_b"))
-            self._ew(Op.ALU, sh, sh0, T, T, aux=Alu.MAX, imm=-_LDEXP_MAX)
-            self._ew(Op.LDEXP, sv, vs + h, T, T, a_i=H, a_o=0, b=sh, flags=("use_b",))
-            self._ew(Op.FMUL, w, p16, T, T, b=sv)
-            pq, ps, pe = self._quantize(w, T, T)
+            self._ew(Op.ALU, sh, sh0, Tk, T, aux=Alu.MAX, imm=-_LDEXP_MAX)
+            self._ew(Op.LDEXP, sv, vs + h, Tk, T, a_i=H, a_o=0, b=sh, flags=("use_b",))
+            self._ew(Op.FMUL, w, p16, Tk, T, b=sv)
+            pq, ps, pe = self._quantize(w, T, Tk)
             oi = a.alloc(T * dh)
-            self._op(Op.PIM, aux=hd | Cmd.CONTEXT.value, a=pq, a_i=1, a_o=T, n_i=T, n_o=T,
+            self._op(Op.PIM, aux=hd | Cmd.CONTEXT.value, a=pq, a_i=1, a_o=Tk, n_i=Tk, n_o=T,
                      dst=oi, d_i=1, d_o=dh, n_w=dh)
             eo = a.alloc(T)
             self._ew(Op.ALU, eo, pe, T, aux=Alu.ADD, b=big, imm=b_pv, flags=("use_b",))
@@ -896,29 +936,42 @@ class AnalogSide:
         self.last_result = self.clock.cycle
 
 
-def layer_case(seed, noise, causal=False, ber=None):
-    """The layer, its input, the golden output rows and the program of one test
+def layer_case(seed, noise, causal=False, ber=None, steps=None):
+    """The layer, its input, the golden output rows and the formats of one test
     (``noise``: programmed with MLC bit error rate ``ber``, default the device's
-    :data:`~hyflexpim.models.device.DEFAULT_MLC_BER`)."""
+    :data:`~hyflexpim.models.device.DEFAULT_MLC_BER`). ``steps``: None for one pass over
+    8 tokens; or the token counts of a decoder's steps (a prompt, then the tokens each
+    step appends to the :class:`~hyflexpim.models.transformer.KVCache`), and then the
+    input and golden output are lists, one entry per step."""
     from hyflexpim.models import transformer as tr
     from hyflexpim.models.device import DEFAULT_MLC_BER
     fm = tr.ChipFormats(attention_engine="integer")
     ber = DEFAULT_MLC_BER if ber is None else ber
     nz = tr.Noise(ber=ber, seed=seed % 1000) if noise else None
     layer = random_layer(seed, noise=nz, formats=fm, causal=causal, factored=("fc1",))
-    x = random_input(seed + 1, 8, 32)
-    gold = layer.forward(x, tr.Run(fm))
+    if steps is None:
+        x = random_input(seed + 1, 8, 32)
+        gold = layer.forward(x, tr.Run(fm))
+    else:
+        x = [random_input(seed + 1 + i, n, 32) for i, n in enumerate(steps)]
+        cache = tr.KVCache(layer.config.max_seq)
+        gold = [layer.forward(xi, tr.Run(fm), cache=cache) for xi in x]
     reset_vectors(layer)
     return layer, x, gold, fm
 
 
-async def layer_engine_test(dut, name, noise, causal=False, p_ready=0.7, delay=None):
+async def layer_engine_test(dut, name, noise, causal=False, p_ready=0.7, delay=None,
+                            steps=None):
     """One encoder layer (hidden 32, 2 heads, 8 tokens, FFN 64) on the generated Verilog
     of a digital module with the layer engine: program and constants loaded by CONFIG
     packets, the INT8 input rows in as ACTIVATION packets, the digital PIM arrays answered
     by the array model (:class:`~hyflexpim.tb.lib.ArrayBank`), the analog vectors by
     :class:`AnalogSide`; every output word (INT8 rows and their scale words) compared
-    with :meth:`hyflexpim.models.transformer.ChipLayer.forward`, in order."""
+    with :meth:`hyflexpim.models.transformer.ChipLayer.forward`, in order.
+
+    ``steps`` (decoder): the token counts of a prompt and the steps after it; each step
+    is its own program (``LayerProgram(past=...)``) loaded after the previous one ended,
+    with the KV cache kept in the digital PIM arrays and the engine's data memory."""
     from hyflexpim.rtl.digital import DigReg, DIG_REGISTERS
     from hyflexpim.tb import lib
     P = lib.params()
@@ -926,10 +979,13 @@ async def layer_engine_test(dut, name, noise, causal=False, p_ready=0.7, delay=N
     dig = lib.design()
     eng = dig.make_engine()
     e = eng.params
-    layer, x, gold, fm = layer_case(seed, noise, causal, P.get("ber"))
-    lp = LayerProgram(layer, eng, 8, formats=fm)
-    exp = [w for row in rows_words(gold) for w in row]
-    tags = list(range(lp.in_words)) * 8
+    layer, x, gold, fm = layer_case(seed, noise, causal, P.get("ber"), steps)
+    if steps is None:
+        runs = [(LayerProgram(layer, eng, 8, formats=fm), x, gold)]
+    else:
+        past = [sum(steps[:i]) for i in range(len(steps))]
+        runs = [(LayerProgram(layer, eng, n, formats=fm, past=p), xi, g)
+                for n, p, xi, g in zip(steps, past, x, gold)]
     clock = lib.TbClock(dut)
     port = dig.port
     src = lib.StreamSource(dut, "i", clock, layout=dig.layout,
@@ -940,7 +996,7 @@ async def layer_engine_test(dut, name, noise, causal=False, p_ready=0.7, delay=N
                   "data": data})
 
     delay = P.get("analog_delay", 20) if delay is None else delay
-    analog = AnalogSide(lp, clock, push, delay)
+    analog = AnalogSide(runs[0][0], clock, push, delay)
     got = []
 
     def on_packet(value, cycle):
@@ -956,42 +1012,54 @@ async def layer_engine_test(dut, name, noise, causal=False, p_ready=0.7, delay=N
                    callback=on_packet)
     bank = lib.ArrayBank(dut, clock, rows=e["pim_rows"], cols=e["pim_cols"],
                          arrays=e["pim_arrays"], prefix="pim")
+    engine = lib.core(dut).engine
     await clock.start()
-    cfg = [(DigReg.MODE, 1, 0), (DigReg.IN_BASE, lp.in_base, 0),
-           (DigReg.IN_WORDS, lp.in_words, 0)]
-    cfg += [(DigReg.MASK, m, c) for c, m in analog.masks()]
-    cfg += [(r, v, 0) for r, v in lp.config_writes()]
-    for reg, value, tag in cfg:
-        push(Kind.CONFIG, tag, DIG_REGISTERS.word(reg, value))
-    await clock.wait(lambda: not src.busy, 40 * len(cfg) + 1000, "the configuration")
-    start = clock.cycle
+    cfg0 = [(DigReg.MODE, 1, 0)] + [(DigReg.MASK, m, c) for c, m in analog.masks()]
     profile = bool(P.get("profile"))
-    per_instr = np.zeros(len(lp.program), dtype=np.int64)
-    if profile:
-        cocotb.start_soon(_profile(lib.core(dut).engine, clock, per_instr))
-    push(Kind.CONFIG, 0, DIG_REGISTERS.word(DigReg.START, 0))
-    for row in lp.input_words(x):
-        for w, data in enumerate(row):
-            push(Kind.ACTIVATION, w, data)
-    await clock.wait(lambda: len(got) >= len(exp), P.get("max_cycles", 600_000),
-                     "the layer's output rows")
-    await clock.cycles(50)
-    assert len(got) == len(exp), f"{len(got)} words out, expected {len(exp)}"
-    for n, (g, want, tag) in enumerate(zip(got, exp, tags)):
-        assert g[:5] == (port, 0, Kind.ACTIVATION, tag, want), \
-            f"word {n} (token {n // lp.in_words}): RTL {g[:5]}, golden " \
-            f"{(port, 0, Kind.ACTIVATION, tag, want)}"
-    cycles = got[-1][5] - start
-    q = np.asarray(gold.q)
-    dut._log.info(f"{name}: {len(exp)} words bit-exact, {cycles} cycles from START to the "
-                  f"last word, {analog.vectors} analog vectors, {len(bank.log)} digital PIM "
-                  f"operations, {len(lp.program)} instructions; INT8 distinct {len(np.unique(q))}")
+    words = 0
+    for k, (lp, xk, gk) in enumerate(runs):
+        cfg = cfg0 if k == 0 else []
+        cfg += [(DigReg.IN_BASE, lp.in_base, 0), (DigReg.IN_WORDS, lp.in_words, 0)]
+        cfg += [(r, v, 0) for r, v in lp.config_writes()]
+        for reg, value, tag in cfg:
+            push(Kind.CONFIG, tag, DIG_REGISTERS.word(reg, value))
+        await clock.wait(lambda: not src.busy, 40 * len(cfg) + 1000, "the configuration")
+        exp = [w for row in rows_words(gk) for w in row]
+        tags = list(range(lp.in_words)) * lp.T
+        start, first = clock.cycle, len(got)
+        start0 = start if k == 0 else start0
+        per_instr = np.zeros(len(lp.program), dtype=np.int64)
+        if profile:
+            cocotb.start_soon(_profile(engine, clock, per_instr))
+        push(Kind.CONFIG, 0, DIG_REGISTERS.word(DigReg.START, 0))
+        for row in lp.input_words(xk):
+            for w, data in enumerate(row):
+                push(Kind.ACTIVATION, w, data)
+        await clock.wait(lambda: len(got) >= first + len(exp), P.get("max_cycles", 600_000),
+                         "the layer's output rows")
+        await clock.wait(lambda: not int(engine.running.value), 1000, "the program's END")
+        await clock.cycles(50)
+        out = got[first:]
+        what = f"step {k} (past {lp.past}, {lp.T} tokens): " if steps else ""
+        assert len(out) == len(exp), f"{what}{len(out)} words out, expected {len(exp)}"
+        for n, (g, want, tag) in enumerate(zip(out, exp, tags)):
+            assert g[:5] == (port, 0, Kind.ACTIVATION, tag, want), \
+                f"{what}word {n} (token {n // lp.in_words}): RTL {g[:5]}, golden " \
+                f"{(port, 0, Kind.ACTIVATION, tag, want)}"
+        cycles = out[-1][5] - start
+        words += len(exp)
+        q = np.asarray(gk.q)
+        dut._log.info(f"{name}: {what}{len(exp)} words bit-exact, {cycles} cycles from START "
+                      f"to the last word, {len(lp.program)} instructions; INT8 distinct "
+                      f"{len(np.unique(q))}")
+    dut._log.info(f"{name}: {words} words bit-exact in all, {analog.vectors} analog vectors, "
+                  f"{len(bank.log)} digital PIM operations")
     lib.report("layer engine", os.environ.get("HYFLEXPIM_LAYER_REPORT"), test=name,
-               noise=noise, causal=causal, words=len(exp), cycles=cycles,
+               noise=noise, causal=causal, words=words, cycles=cycles,
                analog_vectors=analog.vectors, analog_delay=delay, pim_ops=len(bank.log),
-               instructions=len(lp.program), seed=seed,
-               first_send=None if analog.first_send is None else analog.first_send - start,
-               words_per_row=lp.in_words, rtl_first_row=[g[4] for g in got[:lp.in_words]],
+               instructions=len(lp.program), seed=seed, steps=steps,
+               first_send=None if analog.first_send is None else analog.first_send - start0,
+               words_per_row=lp.in_words, rtl_first_row=[g[4] for g in out[:lp.in_words]],
                golden_first_row=exp[:lp.in_words],
                instr_cycles=per_instr.tolist() if profile else None)
 
@@ -1028,3 +1096,12 @@ async def layer_noise_on(dut):
 async def layer_causal(dut):
     """A causal layer (query t sees keys 0..t) of the same sizes."""
     await layer_engine_test(dut, "layer_causal", noise=False, causal=True)
+
+
+@cocotb.test()
+async def layer_decoder(dut):
+    """A causal decoder layer: a 5-token prompt, then three steps of one token, each
+    appending its K and V to the KV cache the digital PIM arrays and the engine's data
+    memory kept from the steps before; device noise on (every step's words compared)."""
+    await layer_engine_test(dut, "layer_decoder", noise=True, causal=True,
+                            steps=[5, 1, 1, 1])

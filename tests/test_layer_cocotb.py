@@ -7,6 +7,8 @@ by the array model. Seeds printed; replay with HYFLEXPIM_SEED."""
 
 import os
 
+import pytest
+
 from hyflexpim.sim.cocotb_runner import run_block
 from hyflexpim.tb.layer_tb import LAYER_MODULE
 
@@ -29,6 +31,16 @@ def test_layer_on_the_engine_rtl_noise_on():
     assert passed == 1
 
 
+@pytest.mark.slow
 def test_causal_layer_on_the_engine_rtl():
+    """Slow (about 2.5 minutes): the decoder test below runs the causal mask in its
+    5-token prompt and in every step."""
     passed, _ = _run(["layer_causal"])
+    assert passed == 1
+
+
+def test_decoder_steps_on_the_engine_rtl():
+    """A 5-token prompt and three one-token decoder steps, each a program of its own
+    that appends to the KV cache kept in the RTL (noise on)."""
+    passed, _ = _run(["layer_decoder"])
     assert passed == 1

@@ -102,6 +102,76 @@ def test_pv_guard_shift():
     check_layer(SEED + 30, max_seq=512)
 
 
+def decoder_steps(seed, steps, noise=None, causal=True):
+    """A decoder: a prompt of ``steps[0]`` tokens (``past = 0``: the cache starts), then
+    one program per later entry appending that many tokens to the KV cache the digital
+    PIM and the data memory kept, on one engine model; every step's output words equal
+    to ``ChipLayer.forward`` with a ``KVCache`` run over the same steps."""
+    print(f"seed {seed}")
+    layer = random_layer(seed, noise=noise, formats=FORMATS, causal=causal,
+                         factored=("fc1",))
+    xs = [random_input(seed + 1 + i, n, D) for i, n in enumerate(steps)]
+    cache = tr.KVCache(layer.config.max_seq)
+    golds = [layer.forward(x, tr.Run(FORMATS), cache=cache) for x in xs]
+    reset_vectors(layer)
+    eng = engine()
+    em, past, sends = None, 0, {}
+    for x, n, gold in zip(xs, steps, golds):
+        lp = LayerProgram(layer, eng, n, formats=FORMATS, past=past)
+        assert lp.keys == past + n
+        if em is None:
+            em = EngineModel(eng, lp.analog_model())
+            kv = lp.kv_scales
+        assert lp.kv_scales == kv           # the same region in every step's program
+        instrs = list(map(eng.instr.from_bits, lp.program))
+        ops = [(Op(i.op), int(i.aux) & 3) for i in instrs]
+        assert ops.count((Op.PIM, 0)) == (2 if past == 0 else 0)     # CLEAR per head
+        # each matrix's vectors alternate parity across the programs, as its arrays count
+        for i in instrs:
+            if Op(i.op) == Op.SEND and int(i.n_w):
+                sends.setdefault(int(i.imm), []).append(int(i.flags.parity))
+        for addr, words in lp.image.items():
+            assert not kv[0] <= addr < kv[3] + layer.config.max_seq * layer.config.heads
+            em.write(addr, words)
+        em.in_words = lp.in_words
+        em.out = []
+        em.input_rows(lp.input_words(x))
+        em.run(lp.program)
+        assert [len(em.pim[h][0]) for h in range(2)] == [past + n] * 2
+        q, s, e = decode([v for *_, v in em.out], D)
+        np.testing.assert_array_equal(q, gold.q[0])
+        np.testing.assert_array_equal(s, gold.s[0].astype(np.int64))
+        np.testing.assert_array_equal(e, gold.e[0])
+        past += n
+    assert len(sends) == len(lp.matrices)
+    for first, parities in sends.items():
+        assert parities == [t % 2 for t in range(past)], f"matrix at chunk {first}"
+    return layer, xs, golds
+
+
+def test_decoder_steps_append_to_the_kv_cache():
+    """A 5-token prompt, then three one-token steps (8 = max_seq keys
+    at the end), causal; the last step's outputs differ from those of the same tokens
+    run without the cached ones (the cache is really read)."""
+    layer, xs, golds = decoder_steps(SEED + 40, [5, 1, 1, 1])
+    alone = layer.forward(xs[-1], tr.Run(FORMATS))
+    assert (alone.q != golds[-1].q).any()
+
+
+def test_decoder_steps_noise_on_not_causal():
+    """Programming noise at 4.04 % MLC BER, and a non-causal layer (every query sees every
+    cached key)."""
+    decoder_steps(SEED + 50, [3, 2, 1], noise=NOISY, causal=False)
+
+
+def test_decoder_step_bounds():
+    layer = random_layer(SEED, formats=FORMATS, causal=True)
+    with pytest.raises(ValueError, match=r"^past must be an integer in 0\.\.7, not 8$"):
+        LayerProgram(layer, engine(), 1, formats=FORMATS, past=8)
+    with pytest.raises(ValueError, match=r"^tokens must be an integer in 1\.\.2, not 3$"):
+        LayerProgram(layer, engine(), 3, formats=FORMATS, past=6)
+
+
 def test_the_program_uses_the_engine_units():
     """Every operator the layer needs is in the program: the analog SENDs (one per token
     and matrix), the digital PIM, the SFU's row units."""
