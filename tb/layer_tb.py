@@ -936,24 +936,28 @@ class AnalogSide:
         self.last_result = self.clock.cycle
 
 
-def layer_case(seed, noise, causal=False, ber=None, steps=None):
-    """The layer, its input, the golden output rows and the formats of one test
-    (``noise``: programmed with MLC bit error rate ``ber``, default the device's
+def layer_case(seed, noise, causal=False, ber=None, steps=None, tokens=8, x=None, *,
+               dim=32, heads=2, ffn=64, max_seq=8):
+    """The layer (:func:`random_layer` of ``dim``, ``heads``, ``ffn``, ``max_seq``), its
+    input, the golden output rows and the formats of one test (``noise``: programmed with
+    MLC bit error rate ``ber``, default the device's
     :data:`~hyflexpim.models.device.DEFAULT_MLC_BER`). ``steps``: None for one pass over
-    8 tokens; or the token counts of a decoder's steps (a prompt, then the tokens each
-    step appends to the :class:`~hyflexpim.models.transformer.KVCache`), and then the
-    input and golden output are lists, one entry per step."""
+    ``tokens`` tokens (input ``x``, default random rows); or the token counts of a
+    decoder's steps (a prompt, then the tokens each step appends to the
+    :class:`~hyflexpim.models.transformer.KVCache`), and then the input and golden output
+    are lists, one entry per step."""
     from hyflexpim.models import transformer as tr
     from hyflexpim.models.device import DEFAULT_MLC_BER
     fm = tr.ChipFormats(attention_engine="integer")
     ber = DEFAULT_MLC_BER if ber is None else ber
     nz = tr.Noise(ber=ber, seed=seed % 1000) if noise else None
-    layer = random_layer(seed, noise=nz, formats=fm, causal=causal, factored=("fc1",))
+    layer = random_layer(seed, dim=dim, heads=heads, ffn=ffn, max_seq=max_seq, noise=nz,
+                         formats=fm, causal=causal, factored=("fc1",))
     if steps is None:
-        x = random_input(seed + 1, 8, 32)
+        x = random_input(seed + 1, tokens, dim) if x is None else x
         gold = layer.forward(x, tr.Run(fm))
     else:
-        x = [random_input(seed + 1 + i, n, 32) for i, n in enumerate(steps)]
+        x = [random_input(seed + 1 + i, n, dim) for i, n in enumerate(steps)]
         cache = tr.KVCache(layer.config.max_seq)
         gold = [layer.forward(xi, tr.Run(fm), cache=cache) for xi in x]
     reset_vectors(layer)
@@ -979,9 +983,12 @@ async def layer_engine_test(dut, name, noise, causal=False, p_ready=0.7, delay=N
     dig = lib.design()
     eng = dig.make_engine()
     e = eng.params
-    layer, x, gold, fm = layer_case(seed, noise, causal, P.get("ber"), steps)
+    tokens = int(P.get("tokens", 8))
+    layer, x, gold, fm = layer_case(seed, noise, causal, P.get("ber"), steps, tokens,
+                                    dim=int(P.get("dim", 32)), heads=int(P.get("heads", 2)),
+                                    ffn=int(P.get("ffn", 64)), max_seq=e["max_seq"])
     if steps is None:
-        runs = [(LayerProgram(layer, eng, 8, formats=fm), x, gold)]
+        runs = [(LayerProgram(layer, eng, tokens, formats=fm), x, gold)]
     else:
         past = [sum(steps[:i]) for i in range(len(steps))]
         runs = [(LayerProgram(layer, eng, n, formats=fm, past=p), xi, g)
@@ -1090,6 +1097,14 @@ async def layer_noise_on(dut):
     """The same layer programmed with device noise (4.04 % MLC BER): the RTL still equals
     the golden model word for word (the same programmed arrays answer both)."""
     await layer_engine_test(dut, "layer_noise_on", noise=True)
+
+
+@cocotb.test()
+async def layer_sized(dut):
+    """A layer of the sizes in the parameters (``dim``, ``heads``, ``ffn``, ``tokens``;
+    ``noise``, default on): the MiniLM-L6 geometry in the slow test."""
+    from hyflexpim.tb import lib
+    await layer_engine_test(dut, "layer_sized", noise=bool(lib.params().get("noise", True)))
 
 
 @cocotb.test()

@@ -126,6 +126,19 @@ def config(pu_dest, register, value, *, port=0, tag=0, index=0):
     return pu_dest, Kind.CONFIG, tag, rmap.word(register, value, index=index, target=port)
 
 
+def array_config(pu, pu_dest, t, tile):
+    """CONFIG packets that set PU array ``t`` up for ``tile`` (a programmed tile: its
+    ``mode`` and ``out_idx``): the cell mode and the output table (the tile's output
+    columns, unused entries cleared)."""
+    port, a = pu.array_location(t)
+    mode = Mode.MLC if tile.mode == "mlc" else Mode.SLC
+    cfg = [config(pu_dest, ArrayReg.MODE, mode.value, port=port, tag=a)]
+    for j in range(pu.params.neurons("mlc")):
+        entry = ENTRY_USED | int(tile.out_idx[j]) if j < len(tile.out_idx) else 0
+        cfg.append(config(pu_dest, ArrayReg.TABLE, entry, port=port, tag=a, index=j))
+    return cfg
+
+
 def pu_config(layer, pu, pu_dest, act_route=0):
     """CONFIG packets (destination, kind, tag, data) programming ``pu`` for ``layer``.
 
@@ -134,14 +147,7 @@ def pu_config(layer, pu, pu_dest, act_route=0):
     otherwise INT32 RESULT packets leave the PU (to global address 0).
     """
     agg, dig = pu.agg_port, pu.digital_port(0) if pu.n_digital else None
-    cfg = []
-    for t, tile in enumerate(layer.tiles):
-        port, a = pu.array_location(t)
-        mode = Mode.MLC if tile.mode == "mlc" else Mode.SLC
-        cfg.append(config(pu_dest, ArrayReg.MODE, mode.value, port=port, tag=a))
-        for j in range(pu.params.neurons("mlc")):
-            entry = ENTRY_USED | int(tile.out_idx[j]) if j < len(tile.out_idx) else 0
-            cfg.append(config(pu_dest, ArrayReg.TABLE, entry, port=port, tag=a, index=j))
+    cfg = [c for t, tile in enumerate(layer.tiles) for c in array_config(pu, pu_dest, t, tile)]
     for c in range(layer.parts):
         mask = sum(1 << t for t in range(len(layer.tiles)) if layer.chunk(t) == c)
         for j in range(pu.mask_regs):
