@@ -167,8 +167,9 @@ class Wait(enum.Enum, shape=2):
 
 FLAGS_LAYOUT = data.StructLayout({"use_b": 1, "neg_b": 1, "a_bytes": 1, "parity": 1,
                                   "arg_step": 1, "tail": 1, "sub": 1, "raw": 1})
-#: Bits of the counts ``n_i``, ``n_o``, ``n_w`` of an instruction.
-COUNT_BITS = 10
+#: Bits of the counts ``n_i``, ``n_o``, ``n_w`` of an instruction: rows of up to 4,095
+#: elements (BERT-base's and GPT-2's FFN width, 3,072, in one instruction).
+COUNT_BITS = 12
 
 
 def instr_layout(addr_bits):

@@ -411,15 +411,23 @@ class LayerProgram:
 
     Analog vectors: every stored matrix (``matrices``: name, factor, the
     :class:`~hyflexpim.models.transformer.AnalogMatrix`, first chunk, chunks) gets
-    ``ceil(m / C)`` row chunks of ``C = 2**word_bits * data_width / 8`` inputs; one
-    token's vector is one SEND per matrix (two result slots alternate), its ``n`` INT32
-    results return as RESULT packets to ``acc + t * n``. :meth:`analog_model` answers
-    those SENDs with the golden model's own programmed arrays (for :class:`EngineModel`).
+    ``ceil(m / C)`` row chunks of ``C = 2**word_bits * data_width / 8`` inputs. The
+    first matrices of Q, K and V read the same rows and share their chunks (the scatter
+    mask of a chunk holds the arrays of all three): one SEND per token reaches them side
+    by side, as DESIGN.md section 8's `qkv` phase, and their results come back
+    concatenated (each array's output table numbers its columns from the matrix's
+    offset, :attr:`groups`). Every other matrix is one SEND per token of its own; the
+    ``n`` INT32 results of a vector return as RESULT packets to ``acc + t * n`` (two
+    result slots alternate). :meth:`analog_model` answers those SENDs with the golden
+    model's own programmed arrays (for :class:`EngineModel`).
 
     Raises:
         ValueError: a layer or engine this program cannot run (pre-LN, head geometry,
             SFU rows, layer norm width or eps, data memory) with the reason.
     """
+
+    #: the linears whose first matrices run side by side on one vector per token
+    SIDE_BY_SIDE = ("q", "k", "v")
 
     def __init__(self, layer, engine, tokens, *, formats=None, in_base=0, out_port=0,
                  chunk_base=0, past=None):
@@ -456,13 +464,26 @@ class LayerProgram:
         self.chunk = (1 << engine._word_bits) * self.bpw
         self.in_base, self.out_port = in_base, out_port
         self.in_words = cfg.dim // self.bpw + 1
+        #: ``(name, i, mat, first, k)``: matrix ``i`` of linear ``name`` on row chunks
+        #: ``first .. first + k - 1`` (the scatter-mask numbers of its SENDs)
         self.matrices = []
+        #: the vectors the arrays see: ``(first, k, [(name, i, mat, offset)])``, one SEND
+        #: per token to the union of the matrices' arrays, their INT32 results
+        #: concatenated (matrix results from ``offset``): the first matrices of Q, K and
+        #: V side by side (they read the same rows), every other matrix alone
+        self.groups = []
         c = chunk_base
         for name in layer.NAMES:
             for i, mat in enumerate(layer.linears[name].matrices):
                 k = -(-mat.m // self.chunk)
-                self.matrices.append((name, i, mat, c, k))
-                c += k
+                if i == 0 and name in self.SIDE_BY_SIDE and name != self.SIDE_BY_SIDE[0]:
+                    first, _, members = self.groups[0]
+                    members.append((name, i, mat, members[-1][3] + members[-1][2].n))
+                else:
+                    first = c
+                    self.groups.append((first, k, [(name, i, mat, 0)]))
+                    c += k
+                self.matrices.append((name, i, mat, first, k))
         self.chunks = c - chunk_base
         self.asm = Asm(engine, base=in_base + T * self.in_words)
         self._ctop = self.asm.md           # constants from the top of the memory down
@@ -559,56 +580,72 @@ class LayerProgram:
         self._ew(Op.FROMI32, c, acc, n, rows, b=c)
         self._ew(Op.LDEXP, dst, c, n, rows, b=e, d_o=d_o, flags=("use_b",))
 
-    def _sends(self, src, mat, first, k, token, parity, dst):
-        """One token's vector (``mat.m`` INT8 at ``src``) to the arrays of ``mat``."""
-        full, rem = divmod(mat.m, self.chunk)
+    def _sends(self, src, m, first, parity, dst, n_w):
+        """One token's vector (``m`` INT8 at ``src``) to the arrays of row chunks
+        ``first ..``; its ``n_w`` results to ``dst``."""
+        full, rem = divmod(m, self.chunk)
         parts = [(full, self.chunk, 0)] if full else []
         if rem:
             parts.append((1, rem, full))
         for j, (n_o, n_i, off) in enumerate(parts):
             self._op(Op.SEND, a=src + off * self.chunk, a_i=1, a_o=self.chunk, n_i=n_i,
-                     n_o=n_o, imm=first + off, dst=dst, n_w=mat.n if j == 0 else 0,
+                     n_o=n_o, imm=first + off, dst=dst, n_w=n_w if j == 0 else 0,
                      flags=("parity",) if parity else ())
 
-    def _linear(self, name, rows, out=None):
-        """One static linear on the INT8 rows ``rows`` = (q, s, e) of T tokens: every
-        matrix (A then B) on the analog arrays, dequantised, requantised between the
-        factors, + bias. Returns the FP16 output's address (T x n)."""
-        from hyflexpim.models import transformer as tr
+    def _analog(self, group, rows, ys):
+        """The matrices ``group`` (one entry of :attr:`groups`) on the INT8 rows ``rows``
+        = (q, s, e) of T tokens: one SEND per token, their concatenated INT32 results,
+        each matrix's dequantised to FP16 at its ``ys`` address (T x n)."""
         a, T, P = self.asm, self.T, self.past or 0
-        lin = self.layer.linears[name]
-        out = a.alloc(T * lin.n) if out is None else out
-        mats = [(i, mat, c, k) for nm, i, mat, c, k in self.matrices if nm == name]
+        first, _, members = group
         q, s, e = rows
-        mark = self._mark()
-        for i, mat, first, k in mats:
-            acc = a.alloc(T * mat.n)
-            for t in range(T):
-                # parity: the matrix's vector count mod 2 (the arrays count on across
-                # the programs of a decoder: one vector per token and matrix)
-                self._sends(q + t * mat.m, mat, first, k, t, (P + t) % 2, acc + t * mat.n)
-            self._op(Op.WAIT, aux=Wait.RESULTS)
+        m = members[0][2].m
+        ng = sum(mat.n for *_, mat, _ in members)
+        acc = a.alloc(T * ng)
+        for t in range(T):
+            # parity: the arrays' vector count mod 2 (they count on across the programs
+            # of a decoder: one vector per token)
+            self._sends(q + t * m, m, first, (P + t) % 2, acc + t * ng, ng)
+        self._op(Op.WAIT, aux=Wait.RESULTS)
+        for (*_, mat, off), y in zip(members, ys):
             ms = self._const(mat.s)
             me = self._const(mat.e)
-            c, n = a.alloc(T * mat.n), mat.n
+            c, n, r = a.alloc(T * mat.n), mat.n, acc + off
             self._ew(Op.FMUL, c, s, n, T, a_i=0, a_o=1, b=ms, b_o=0)
             if mat.b:
                 self._ew(Op.LDEXP, c, c, n, T, imm=-mat.b)
-            self._ew(Op.FROMI32, c, acc, n, T, b=c)
-            # the exponents e_row + e_col + b, over the INT32 sums (read already)
-            self._ew(Op.ALU, acc, e, n, T, aux=Alu.ADD, a_i=0, a_o=1, b=me, b_o=0,
-                     imm=mat.b, flags=("use_b",))
-            last = i + 1 == len(mats)
-            y = out if last else a.alloc(T * n)
-            self._ew(Op.LDEXP, y, c, n, T, b=acc, flags=("use_b",))
-            if not last:
-                q, s, e = self._quantize(y, T, mat.n)
-        if lin.bias16 is not None:
-            bias = self._const(np.broadcast_to(lin.bias16, (lin.n,)))
-            self._ew(Op.FADD, out, out, lin.n, T, b=bias, b_o=0)
+            self._ew(Op.FROMI32, c, r, n, T, a_o=ng, b=c)
+            # the exponents e_row + e_col + b, over the matrix's INT32 sums (read already)
+            self._ew(Op.ALU, r, e, n, T, aux=Alu.ADD, a_i=0, a_o=1, b=me, b_o=0,
+                     imm=mat.b, flags=("use_b",), d_o=ng)
+            self._ew(Op.LDEXP, y, c, n, T, b=r, b_o=ng, flags=("use_b",))
+
+    def _linears(self, names, rows, outs=None):
+        """Static linears on the same INT8 rows ``rows`` = (q, s, e) of T tokens: their
+        first matrices as their :attr:`groups` entry runs them (side by side or alone),
+        then each linear's next factor (requantised between the factors), dequantised,
+        + bias. Returns the FP16 outputs' addresses (T x n each; ``outs`` if given)."""
+        a, T = self.asm, self.T
+        lins = [self.layer.linears[n] for n in names]
+        outs = list(outs) if outs else [a.alloc(T * lin.n) for lin in lins]
+        mark = self._mark()
+        chains = [[mat for nm, _, mat, *_ in self.matrices if nm == n] for n in names]
+        group = next(g for g in self.groups if g[2][0][2] is chains[0][0])
+        if [mat for *_, mat, _ in group[2]] != [ch[0] for ch in chains]:
+            raise AssertionError(f"{names} are not one vector group")
+        ys = [o if len(ch) == 1 else a.alloc(T * ch[0].n) for o, ch in zip(outs, chains)]
+        self._analog(group, rows, ys)
+        for j, ch in enumerate(chains):
+            y = ys[j]
+            for i in range(1, len(ch)):
+                r = self._quantize(y, T, ch[i - 1].n)
+                y = outs[j] if i + 1 == len(ch) else a.alloc(T * ch[i].n)
+                self._analog(next(g for g in self.groups if g[2][0][2] is ch[i]), r, [y])
+            if lins[j].bias16 is not None:
+                bias = self._const(np.broadcast_to(lins[j].bias16, (lins[j].n,)))
+                self._ew(Op.FADD, outs[j], outs[j], lins[j].n, T, b=bias, b_o=0)
         self._release(mark)
-        assert tr is not None
-        return out
+        return outs
 
     def _attention(self, qh, kh, vh, att):
         """Every head: Q, K, V (FP16, T x dim) -> INT8 rows per (token, head), the KV
@@ -736,12 +773,12 @@ class LayerProgram:
         mark = self._mark()
         self._phase("Q, K, V", "analog arrays + engine", "x A (B): INT32 -> dequantise "
                     "(FMUL, FROMI32, LDEXP) + bias (FADD)", "FP16")
-        qh, kh, vh = (self._linear(n, x) for n in ("q", "k", "v"))
+        qh, kh, vh = self._linears(self.SIDE_BY_SIDE, x)
         self._attention(qh, kh, vh, att)
         self._release(mark)
         self._phase("output projection", "engine + analog arrays", "quantise per token; "
                     "o A (B); dequantise + bias", "FP16")
-        self._linear("proj", self._quantize(att, T, D), out=y)
+        self._linears(["proj"], self._quantize(att, T, D), outs=[y])
         self._release(mark)
         z = a.alloc(T * D)
         self._phase("residual + layer norm 1", "engine (FADD, LNORM)", "x + o; layer norm",
@@ -755,12 +792,12 @@ class LayerProgram:
         h = a.alloc(T * F)
         self._phase("FFN1 + GELU", "engine + analog arrays", "quantise; z A (B); "
                     "dequantise + bias; GELU", "FP16")
-        self._linear("fc1", self._quantize(z1, T, D), out=h)
+        self._linears(["fc1"], self._quantize(z1, T, D), outs=[h])
         self._ew(Op.GELU, h, h, F, T)
         g = h
         self._phase("FFN2", "engine + analog arrays", "quantise; h A (B); dequantise + "
                     "bias", "FP16")
-        self._linear("fc2", self._quantize(g, T, F), out=y2)
+        self._linears(["fc2"], self._quantize(g, T, F), outs=[y2])
         self._release(mark)
         o, o1 = a.alloc(T * D), a.alloc(T * D)
         self._phase("residual + layer norm 2, out", "engine -> bus", "z + f; layer norm; "
@@ -790,24 +827,27 @@ class LayerProgram:
     def analog_model(self):
         """``analog(parity, chunks)`` for :class:`EngineModel`: each SEND's vector through
         the golden model's own programmed matrix (``AnalogMatrix.run``)."""
-        by_chunk = {}
-        for name, i, mat, first, k in self.matrices:
-            for j in range(k):
-                by_chunk[first + j] = (mat, first)
+        by_chunk = {first + j: g for g in self.groups for first, k, _ in [g] for j in range(k)}
 
         def analog(parity, chunks):
-            mats = {id(by_chunk[c][0]) for c in chunks}
-            if len(mats) != 1:
-                raise ValueError(f"a vector's chunks {sorted(chunks)} span several matrices")
-            mat, first = by_chunk[next(iter(chunks))]
-            x = np.zeros(mat.m, dtype=np.int64)
-            for c, vec in chunks.items():
-                lo = (c - first) * self.chunk
-                n = min(self.chunk, mat.m - lo)
-                x[lo:lo + n] = vec[:n]
-            acc = mat.run(x[None, :])[0]
-            return {j: int(v) for j, v in enumerate(acc)}
+            groups = {id(by_chunk[c]) for c in chunks}
+            if len(groups) != 1:
+                raise ValueError(f"a vector's chunks {sorted(chunks)} span several groups")
+            first, _, members = by_chunk[next(iter(chunks))]
+            return {off + j: int(v) for *_, mat, off in members
+                    for j, v in enumerate(group_vector(mat, chunks, first, self.chunk))}
         return analog
+
+
+def group_vector(mat, chunks, first, chunk):
+    """``mat``'s INT32 outputs for the vector ``chunks`` ``{row chunk: INT8 values}``
+    (chunk ``first`` holds rows ``0 .. chunk - 1``) through its programmed arrays."""
+    x = np.zeros(mat.m, dtype=np.int64)
+    for c, vec in chunks.items():
+        lo = (c - first) * chunk
+        n = min(chunk, mat.m - lo)
+        x[lo:lo + n] = vec[:n]
+    return mat.run(x[None, :])[0]
 
 
 def rows_words(rows, bpw=4):
@@ -879,9 +919,10 @@ def reset_vectors(layer):
 class AnalogSide:
     """The analog modules of a PU at transaction level, for a test of the layer engine's
     RTL: the SEND words of a vector (array ``a`` = the chunk's one mask bit, word ``w``)
-    are collected per matrix; when a vector is complete its INT32 outputs (the golden
-    model's programmed matrix, ``AnalogMatrix.run``) return after ``delay`` cycles as
-    RESULT packets ``parity << (tag_width - 1) | j`` (parity: the matrix's vector count
+    are collected per vector group (:attr:`LayerProgram.groups`); when a vector is
+    complete the INT32 outputs of the group's matrices (the golden model's programmed
+    matrices, ``AnalogMatrix.run``), concatenated, return after ``delay`` cycles as
+    RESULT packets ``parity << (tag_width - 1) | j`` (parity: the group's vector count
     mod 2, as the program alternates its slots). ``push(kind, tag, data)`` sends a packet
     into the module."""
 
@@ -891,12 +932,10 @@ class AnalogSide:
         self.wb, self.apm = eng._word_bits, eng._apm
         self.tw = eng._tag_width
         self.bpw = lp.bpw
-        self.by_array = {}
-        for name, i, mat, first, k in lp.matrices:
-            for j in range(k):
-                self.by_array[first + j] = (mat, first, k)
-        self.pending = {}              # id(mat) -> {chunk: {word: data}}
-        self.count = {}                # id(mat) -> vectors answered
+        self.by_array = {first + j: g for g in lp.groups for first, k, _ in [g]
+                         for j in range(k)}
+        self.pending = {}              # first chunk -> {chunk: {word: data}}
+        self.count = {}                # first chunk -> vectors answered
         self.vectors = 0
         self.first_send = self.last_result = None
 
@@ -910,22 +949,20 @@ class AnalogSide:
         a = (dest - 1) * self.apm + (tag >> self.wb)
         w = tag & ((1 << self.wb) - 1)
         assert a in self.by_array, f"a SEND to array {a}, which holds no chunk"
-        mat, first, k = self.by_array[a]
-        got = self.pending.setdefault(id(mat), {})
+        first, k, members = self.by_array[a]
+        got = self.pending.setdefault(first, {})
         row = got.setdefault(a, {})
         assert w not in row, f"array {a}: word {w} twice in one vector"
         row[w] = data
         words = 1 << self.wb
         if len(got) == k and all(len(r) == words for r in got.values()):
-            del self.pending[id(mat)]
-            x = np.zeros(k * words * self.bpw, dtype=np.int64)
-            for c, r in got.items():
-                for ww, d in r.items():
-                    for b in range(self.bpw):
-                        x[((c - first) * words + ww) * self.bpw + b] = _s(d >> (8 * b), 8)
-            acc = mat.run(x[None, :mat.m])[0]
-            parity = self.count.get(id(mat), 0) % 2
-            self.count[id(mat)] = self.count.get(id(mat), 0) + 1
+            del self.pending[first]
+            chunks = {c: [_s(r[ww] >> (8 * b), 8) for ww in range(words)
+                          for b in range(self.bpw)] for c, r in got.items()}
+            acc = np.concatenate([group_vector(mat, chunks, first, words * self.bpw)
+                                  for *_, mat, _ in members])
+            parity = self.count.get(first, 0) % 2
+            self.count[first] = self.count.get(first, 0) + 1
             self.vectors += 1
             cocotb.start_soon(self._answer(parity, acc))
 
@@ -1021,15 +1058,18 @@ async def layer_engine_test(dut, name, noise, causal=False, p_ready=0.7, delay=N
                          arrays=e["pim_arrays"], prefix="pim")
     engine = lib.core(dut).engine
     await clock.start()
-    cfg0 = [(DigReg.MODE, 1, 0)] + [(DigReg.MASK, m, c) for c, m in analog.masks()]
+    # the scatter masks in 16-bit parts (register index j: bits 16 j ..)
+    cfg0 = [(DigReg.MODE, 1, 0, 0)] + [
+        (DigReg.MASK, m >> (16 * j) & 0xFFFF, c, j) for c, m in analog.masks()
+        for j in range(eng.mask_regs)]
     profile = bool(P.get("profile"))
     words = 0
     for k, (lp, xk, gk) in enumerate(runs):
         cfg = cfg0 if k == 0 else []
-        cfg += [(DigReg.IN_BASE, lp.in_base, 0), (DigReg.IN_WORDS, lp.in_words, 0)]
-        cfg += [(r, v, 0) for r, v in lp.config_writes()]
-        for reg, value, tag in cfg:
-            push(Kind.CONFIG, tag, DIG_REGISTERS.word(reg, value))
+        cfg += [(DigReg.IN_BASE, lp.in_base, 0, 0), (DigReg.IN_WORDS, lp.in_words, 0, 0)]
+        cfg += [(r, v, 0, 0) for r, v in lp.config_writes()]
+        for reg, value, tag, index in cfg:
+            push(Kind.CONFIG, tag, DIG_REGISTERS.word(reg, value, index=index))
         await clock.wait(lambda: not src.busy, 40 * len(cfg) + 1000, "the configuration")
         exp = [w for row in rows_words(gk) for w in row]
         tags = list(range(lp.in_words)) * lp.T

@@ -40,9 +40,11 @@ PU_DEST = 1          # the PU's global address; the testbench is address 0
 
 
 def place(lp, pu):
-    """The PU arrays of the layer's matrices: ``[(array, tile, chunk)]``, the tiles of
-    each matrix's programming in order on arrays 0, 1, ... (``chunk``: the engine's
-    row-chunk number of the tile's rows, the scatter-mask index of its SENDs).
+    """The PU arrays of the layer's matrices: ``[(array, tile, chunk, offset)]``, the
+    tiles of each matrix's programming in order on arrays 0, 1, ... (``chunk``: the
+    engine's row-chunk number of the tile's rows, the scatter-mask index of its SENDs;
+    ``offset``: where the matrix's results start in its vector group's, the output
+    table's base: K's and V's after Q's, :attr:`LayerProgram.groups`).
 
     Raises:
         ValueError: the geometry of the arrays and of the layer's programming differ, a
@@ -50,6 +52,7 @@ def place(lp, pu):
             do not fit the PU's arrays.
     """
     p = pu.params
+    offset = {id(mat): off for *_, members in lp.groups for *_, mat, off in members}
     out = []
     for name, _, mat, first, k in lp.matrices:
         if len(mat.programs) != 1:
@@ -64,7 +67,7 @@ def place(lp, pu):
         for tile in prog.tiles:
             j = int(tile.rows_idx[0]) // p.rows
             assert 0 <= j < k and int(tile.rows_idx[-1]) // p.rows == j
-            out.append((len(out), tile, first + j))
+            out.append((len(out), tile, first + j, offset[id(mat)]))
     if len(out) > pu.n_arrays:
         raise ValueError(f"the layer needs {len(out)} arrays; the PU has {pu.n_arrays}")
     return out
@@ -83,7 +86,7 @@ def layer_config(lp, pu, placed, pu_dest=PU_DEST, out_route=0):
     if len(parts) != 1:
         raise ValueError(f"the matrices have {sorted(parts)} row chunks; the program sets "
                          "no aggregator PARTS between them")
-    cfg = [c for t, tile, _ in placed for c in array_config(pu, pu_dest, t, tile)]
+    cfg = [c for t, tile, _, off in placed for c in array_config(pu, pu_dest, t, tile, off)]
     cfg += [config(pu_dest, AggReg.PARTS, parts.pop(), port=pu.agg_port),
             config(pu_dest, AggReg.DEST, dig, port=pu.agg_port),
             config(pu_dest, BridgeReg.ACT_IN, dig),
@@ -93,7 +96,7 @@ def layer_config(lp, pu, placed, pu_dest=PU_DEST, out_route=0):
             config(pu_dest, DigReg.IN_BASE, lp.in_base, port=dig),
             config(pu_dest, DigReg.IN_WORDS, lp.in_words, port=dig)]
     masks = {}
-    for t, _, c in placed:
+    for t, _, c, _ in placed:
         masks[c] = masks.get(c, 0) | 1 << t
     for c, mask in sorted(masks.items()):
         for j in range(-(-pu.n_arrays // 16)):
@@ -165,7 +168,7 @@ async def layers_test(dut, name, chip):
         pims.append(lib.ArrayBank(dut, clock, rows=e["pim_rows"], cols=e["pim_cols"],
                                   arrays=e["pim_arrays"], prefix=f"pim__{p * pu.n_digital}"))
         base = p * pu.n_arrays
-        for t, tile, _ in placed:
+        for t, tile, *_ in placed:
             xb.add(f"xbar__{base + t}", tile.crossbar)
         for t in range(len(placed), pu.n_arrays):
             xb.tie_off(f"xbar__{base + t}")
@@ -205,7 +208,7 @@ async def layers_test(dut, name, chip):
             f"handoff: {h.checked} of {len(h.expected)} words seen"
     cycles = got[-1][1] - start
     arrays = [len(st[4]) for st in stages]
-    slc = [sum(tile.mode == "slc" for _, tile, _ in st[4]) for st in stages]
+    slc = [sum(tile.mode == "slc" for _, tile, *_ in st[4]) for st in stages]
     assert xb.samples == 8 * tokens * sum(arrays), \
         f"{xb.samples} array samples, expected 8 planes x {tokens} vectors x {sum(arrays)} arrays"
     dut._log.info(f"{name}: {len(exp)} words bit-exact after {len(stages)} layer(s) "

@@ -126,15 +126,15 @@ def config(pu_dest, register, value, *, port=0, tag=0, index=0):
     return pu_dest, Kind.CONFIG, tag, rmap.word(register, value, index=index, target=port)
 
 
-def array_config(pu, pu_dest, t, tile):
+def array_config(pu, pu_dest, t, tile, offset=0):
     """CONFIG packets that set PU array ``t`` up for ``tile`` (a programmed tile: its
     ``mode`` and ``out_idx``): the cell mode and the output table (the tile's output
-    columns, unused entries cleared)."""
+    columns + ``offset``, unused entries cleared)."""
     port, a = pu.array_location(t)
     mode = Mode.MLC if tile.mode == "mlc" else Mode.SLC
     cfg = [config(pu_dest, ArrayReg.MODE, mode.value, port=port, tag=a)]
     for j in range(pu.params.neurons("mlc")):
-        entry = ENTRY_USED | int(tile.out_idx[j]) if j < len(tile.out_idx) else 0
+        entry = ENTRY_USED | offset + int(tile.out_idx[j]) if j < len(tile.out_idx) else 0
         cfg.append(config(pu_dest, ArrayReg.TABLE, entry, port=port, tag=a, index=j))
     return cfg
 

@@ -146,8 +146,8 @@ def test_instruction_encoding():
     assert int(ins.n_w) == 7 and ins.flags.use_b and ins.flags.neg_b and not ins.flags.tail
     with pytest.raises(ValueError, match=r"^an instruction has no field 'c'$"):
         e.instruction(Op.ALU, c=1)
-    with pytest.raises(ValueError, match=r"^n_i must be an integer in 0\.\.1023, not 1024$"):
-        e.instruction(Op.ALU, n_i=1024)
+    with pytest.raises(ValueError, match=r"^n_i must be an integer in 0\.\.4095, not 4096$"):
+        e.instruction(Op.ALU, n_i=4096)
     assert len(e.program_writes([bits])) == 1 + e.prog_chunks
 
 

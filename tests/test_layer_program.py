@@ -143,7 +143,7 @@ def decoder_steps(seed, steps, noise=None, causal=True):
         np.testing.assert_array_equal(s, gold.s[0].astype(np.int64))
         np.testing.assert_array_equal(e, gold.e[0])
         past += n
-    assert len(sends) == len(lp.matrices)
+    assert len(sends) == len(lp.groups)
     for first, parities in sends.items():
         assert parities == [t % 2 for t in range(past)], f"matrix at chunk {first}"
     return layer, xs, golds
@@ -174,11 +174,19 @@ def test_decoder_step_bounds():
 
 def test_the_program_uses_the_engine_units():
     """Every operator the layer needs is in the program: the analog SENDs (one per token
-    and matrix), the digital PIM, the SFU's row units."""
+    and vector group: Q, K and V side by side, then proj, fc1, fc2), the digital PIM,
+    the SFU's row units."""
     layer = random_layer(SEED, formats=FORMATS)
     lp = LayerProgram(layer, engine(), T, formats=FORMATS)
-    ops = [Op(lp.engine.instr.from_bits(b).op) for b in lp.program]
-    assert ops.count(Op.SEND) == T * 6
+    instrs = [lp.engine.instr.from_bits(b) for b in lp.program]
+    ops = [Op(i.op) for i in instrs]
+    assert ops.count(Op.SEND) == T * 4
+    qkv = lp.groups[0]
+    assert [(nm, off) for nm, _, _, off in qkv[2]] == [("q", 0), ("k", 32), ("v", 64)]
+    assert [g[0] for g in lp.groups] == [0, 2, 4, 6] and lp.chunks == 10
+    # one SEND a token to the shared chunks of Q, K, V binds all 96 results
+    assert [(int(i.imm), int(i.n_w)) for i in instrs if Op(i.op) == Op.SEND][:2] == \
+        [(0, 96), (0, 96)]
     assert ops.count(Op.SOFTMAX) == 2 and ops.count(Op.LNORM) == 2
     assert ops.count(Op.GELU) == 1 and ops.count(Op.PIM) == 2 * 4
     assert ops[-1] == Op.END and ops.count(Op.OUT) == 1

@@ -58,13 +58,17 @@ def test_placement_and_configuration():
         lp = LayerProgram(layer, eng, 2, formats=fm)
         placed = T.place(lp, pu)
         tiles = [t for *_, mat, _, _ in lp.matrices for t in mat.programs[0].tiles]
-        assert [t for _, t, _ in placed] == tiles
-        assert [a for a, _, _ in placed] == list(range(len(tiles)))
-        # each matrix's outputs are covered once per row chunk by its tiles
-        for name, _, mat, first, k in lp.matrices:
+        assert [t for _, t, _, _ in placed] == tiles
+        assert [a for a, *_ in placed] == list(range(len(tiles)))
+        # each vector group's outputs (Q, K, V side by side at offsets 0, 32, 64) are
+        # covered once per row chunk by its tiles
+        for first, k, members in lp.groups:
+            n = sum(mat.n for *_, mat, _ in members)
             for c in range(first, first + k):
-                cols = sorted(int(j) for _, t, cc in placed if cc == c for j in t.out_idx)
-                assert cols == list(range(mat.n)), (name, c)
+                cols = sorted(off + int(j) for _, t, cc, off in placed if cc == c
+                              for j in t.out_idx)
+                assert cols == list(range(n)), (members[0][0], c)
+        assert [off for *_, off in lp.groups[0][2]] == [0, 32, 64]
         cfg = T.layer_config(lp, pu, placed)
         dig = pu.digital_port(0)
         masks, tables, modes = {}, {}, {}
@@ -82,9 +86,9 @@ def test_placement_and_configuration():
                     assert reg - ArrayReg.TABLE.value == len(tables.get(a, []))
                     tables.setdefault(a, []).append(value & ~ENTRY_USED)
         want = {}
-        for a, t, c in placed:
+        for a, t, c, off in placed:
             want[c] = want.get(c, 0) | 1 << a
-            assert tables[a] == [int(j) for j in t.out_idx]
+            assert tables[a] == [off + int(j) for j in t.out_idx]
             assert modes[a] == (Mode.MLC if t.mode == "mlc" else Mode.SLC).value
         assert masks == want
         assert set(tables) == set(modes) == set(range(len(placed)))
