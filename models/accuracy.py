@@ -21,6 +21,7 @@ The ``magnitude`` policy uses the unfactored base model in both modes.
 """
 
 import copy
+import functools
 import csv
 import time
 from pathlib import Path
@@ -220,14 +221,41 @@ def smallest_k(rows, ref, higher_is_better, tol=0.01):
     return min(ok) if ok else None
 
 
+@functools.lru_cache(maxsize=4)
+def _prepared(spec, mode, ft_epochs, cache, rank_select, soft):
+    from .algo_tasks import Task
+    return prepare(Task(**dict(spec)), mode, ft_epochs=ft_epochs, cache=cache, quiet=True,
+                   rank_select=rank_select, soft=sr.SoftRankConfig(**dict(soft)))
+
+
+def sweep_point(*, task, mode, ft_epochs, cache, rank_select, soft, policy, k, seed, **noise):
+    """One point of :func:`sweep`, runnable in another process: the task made again from
+    its ``spec`` (``task``), prepared as :func:`prepare` does (a checkpoint of the cache
+    loaded, or the same seeded training again; kept for the process's next points),
+    ``policy``'s mapping at ``k``, its metric with noise ``seed`` (:func:`evaluate_mapping`
+    with ``noise``: backend, ber, paper_std, device, offset, read_noise, paper_split)."""
+    prep = _prepared(tuple(sorted(task.items())), mode, ft_epochs, cache, rank_select,
+                     tuple(sorted(soft.items())))
+    return evaluate_mapping(prep, mapping_for(prep, policy, k, seed=seed), seed=seed, **noise)
+
+
+def serial_points(fn, points):
+    """The default ``run_points`` of :func:`sweep`: ``[fn(**p) for p in points]``."""
+    return [fn(**p) for p in points]
+
+
 def sweep(task, *, modes=NOISE_MODES, policies=POLICIES, ks=KS, seeds=(0, 1, 2), ft_epochs=2,
           hw_backend="faithful", cache=True, quiet=False, log=print, ber=DEFAULT_MLC_BER,
           paper_std=PAPER_STD, rank_select="fixed", soft=None, device=None, offset="reference",
-          read_noise=None, paper_split="twos-complement"):
+          read_noise=None, paper_split="twos-complement", run_points=None):
     """Metric vs SLC rate for each mode x policy x k x seed. Returns (rows, summary).
 
     ``rank_select`` / ``soft``: as in :func:`prepare`; the noise arguments as in
-    :func:`evaluate_mapping`."""
+    :func:`evaluate_mapping`. ``run_points(fn, points)`` evaluates the points of a mode
+    (``fn(**point)`` for each keyword dict, :func:`sweep_point`) and returns their
+    metrics in order: None evaluates them here, one after the other with the model
+    prepared once; ``hyflexpim accuracy --sweep --scheduler`` passes one that runs them
+    as Dask tasks (the same metrics: every random choice comes from the point's seed)."""
     from tqdm import tqdm
     for p in policies:
         check_policy(p)
@@ -253,13 +281,22 @@ def sweep(task, *, modes=NOISE_MODES, policies=POLICIES, ks=KS, seeds=(0, 1, 2),
             f"{prep.figures['truncated']:.4f} fine-tuned {prep.figures['finetuned']:.4f} "
             f"INT8 noise-free: factored {refs['factored']:.4f} base {refs['base']:.4f}")
         jobs = [(p, k, s) for p in policies for k in ks for s in seeds]
-        bar = tqdm(jobs, desc=f"{task.name} {mode} sweep", leave=False, disable=quiet)
+        noise = dict(backend=be, ber=ber, paper_std=paper_std, device=device, offset=offset,
+                     read_noise=read_noise, paper_split=paper_split)
         t = time.time()
-        for pol, k, s in bar:
-            mp = mapping_for(prep, pol, k, seed=s)
-            v = evaluate_mapping(prep, mp, seed=s, backend=be, ber=ber, paper_std=paper_std,
-                                 device=device, offset=offset, read_noise=read_noise,
-                                 paper_split=paper_split)
+        if run_points is None:
+            values = []
+            for pol, k, s in tqdm(jobs, desc=f"{task.name} {mode} sweep", leave=False,
+                                  disable=quiet):
+                values.append(evaluate_mapping(prep, mapping_for(prep, pol, k, seed=s),
+                                               seed=s, **noise))
+        else:
+            common = dict(task=dict(task.spec), mode=mode, ft_epochs=ft_epochs, cache=cache,
+                          rank_select=rank_select, soft=(soft or sr.SoftRankConfig()).as_dict(),
+                          **noise)
+            values = run_points(sweep_point, [dict(common, policy=p, k=k, seed=s)
+                                              for p, k, s in jobs])
+        for (pol, k, s), v in zip(jobs, values):
             rows.append(dict(task=task.name, mode=mode, backend=be, policy=pol, k=k, seed=s,
                              metric=v, metric_name=task.metric_name,
                              noise=paper_std if mode == "paper" else hw_ber,

@@ -81,6 +81,8 @@ class Task:
         self.seed = check_int("seed", seed, 0, MAX_SEED)
         if eval_limit is not None:
             eval_limit = check_int("eval_limit", eval_limit, 1)
+        #: the arguments that make this task again (``Task(**spec)``: another process)
+        self.spec = dict(name=name, small=small, eval_limit=eval_limit, seed=self.seed)
         self.loss, self.metric = _ce, _acc
         self.metric_name, self.higher_is_better = "accuracy", True
         self.train_epochs, self.lr, self.ft_lr, self.bs = 10, 3e-3, 1e-3, 64

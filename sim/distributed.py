@@ -34,11 +34,32 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Task", "TaskFailed", "run_tasks", "stored", "SERIAL", "cocotb_regression",
+__all__ = ["Task", "TaskFailed", "run_tasks", "stored", "SERIAL", "LOCAL", "check_scheduler",
+           "cocotb_regression",
            "golden_gemv_point"]
 
 #: ``scheduler`` value that runs the tasks in this process, in order.
 SERIAL = "serial"
+#: ``--scheduler`` value of the sweep commands (``synth``, ``accuracy``) for a Dask
+#: ``LocalCluster`` (``run_tasks(scheduler=None)``).
+LOCAL = "local"
+
+
+def check_scheduler(scheduler, name="scheduler"):
+    """A sweep command's ``scheduler``: None, :data:`LOCAL`, :data:`SERIAL` or a Dask
+    scheduler address ``tcp://HOST:PORT``; returned as is.
+
+    Raises:
+        TypeError / ValueError: anything else, naming ``name``.
+    """
+    if scheduler is None:
+        return None
+    if not isinstance(scheduler, str):
+        raise TypeError(f"{name} must be a string, not {type(scheduler).__name__}")
+    if scheduler not in (LOCAL, SERIAL) and "://" not in scheduler:
+        raise ValueError(f"{name} must be '{LOCAL}', '{SERIAL}' or a Dask scheduler "
+                         f"address like tcp://HOST:PORT, not {scheduler!r}")
+    return scheduler
 
 
 def _canonical(value):

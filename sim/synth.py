@@ -709,7 +709,7 @@ def _job(kwargs):
     return synth_block(**kwargs)
 
 
-def run_parallel(jobs_list, *, jobs=1, progress=None, desc="synth"):
+def run_parallel(jobs_list, *, jobs=1, progress=None, desc="synth", scheduler=None):
     """Run :func:`synth_block` for each ``(label, kwargs)`` of ``jobs_list``; results in
     the order of the list.
 
@@ -719,8 +719,29 @@ def run_parallel(jobs_list, *, jobs=1, progress=None, desc="synth"):
     (T s)"`` as a parallel run ends) or ``None``. Runs go largest first (by
     :func:`_size_hint` of the block). A failed run raises its error after the others
     have been cancelled.
+
+    ``scheduler`` (:func:`hyflexpim.sim.distributed.check_scheduler`): None runs as
+    above; otherwise every run is a
+    task of :func:`hyflexpim.sim.distributed.run_tasks` on Dask: ``"local"`` a
+    ``LocalCluster`` of ``jobs`` workers, an address the cluster already running there
+    (its workers must see the same ``outdir`` and cache folder, e.g. a shared file
+    system), ``"serial"`` this process. Results are the same; a killed sweep resumes
+    through the result cache (:func:`synth_cache_dir`), not through stored points. A
+    failed run raises :class:`~hyflexpim.sim.distributed.TaskFailed`.
     """
     jobs = check_int("jobs", jobs, 1, 256)
+    from .distributed import LOCAL, check_scheduler
+    if check_scheduler(scheduler) is not None:
+        from .distributed import Task, run_tasks
+        order = sorted(range(len(jobs_list)), key=lambda i: -_size_hint(jobs_list[i][1]["name"]))
+        got = run_tasks([Task(_job, (jobs_list[i][1],)) for i in order],
+                        scheduler=None if scheduler == LOCAL else scheduler,
+                        workers=jobs if scheduler == LOCAL else None,
+                        progress=progress is not None, desc=desc)
+        results = [None] * len(jobs_list)
+        for i, res in zip(order, got):
+            results[i] = res
+        return results
     order = sorted(range(len(jobs_list)), key=lambda i: -_size_hint(jobs_list[i][1]["name"]))
     results = [None] * len(jobs_list)
     bar = None
@@ -781,16 +802,17 @@ def _common(small, outdir, liberty, timing, cache):
 
 
 def synth_all(*, small=False, outdir=DEFAULT_OUTDIR, liberty=None, timing=True, progress=None,
-              names=None, jobs=1, cache=True):
+              names=None, jobs=1, cache=True, scheduler=None):
     """Synthesize every registered block (or only ``names``); results in name order.
-    ``jobs``, ``progress``: see :func:`run_parallel`."""
+    ``jobs``, ``progress``, ``scheduler``: see :func:`run_parallel`."""
     blocks = all_blocks()
     unknown = sorted(set(names or ()) - set(blocks))
     if unknown:
         raise ValueError(f"unknown block(s) {', '.join(unknown)}; known: {', '.join(sorted(blocks))}")
     common = _common(small, outdir, liberty, timing, cache)
     todo = [(name, {"name": name, **common}) for name in sorted(names or blocks)]
-    return run_parallel(todo, jobs=jobs, progress=progress, desc="synth --all")
+    return run_parallel(todo, jobs=jobs, progress=progress, desc="synth --all",
+                        scheduler=scheduler)
 
 
 # --------------------------------------------------------------------------------------
@@ -812,8 +834,9 @@ def _pct(a, b):
 
 
 def overhead(*, small=False, outdir=DEFAULT_OUTDIR, liberty=None, jobs=1, progress=None,
-             cache=True):
-    """Cost of run-time SLC/MLC reconfigurability in cells and area, in percent."""
+             cache=True, scheduler=None):
+    """Cost of run-time SLC/MLC reconfigurability in cells and area, in percent
+    (``jobs``, ``progress``, ``scheduler``: see :func:`run_parallel`)."""
     blocks = all_blocks()
     missing = [b for b in PERIPHERY if b not in blocks]
     if missing:
@@ -822,7 +845,8 @@ def overhead(*, small=False, outdir=DEFAULT_OUTDIR, liberty=None, jobs=1, progre
     todo = [(name, {"name": name, **common}) for name in PERIPHERY]
     todo += [(f"{name} {over}", {"name": name, "overrides": over, **common})
              for _, name, over in OVERHEAD_PAIRS]
-    got = run_parallel(todo, jobs=jobs, progress=progress, desc="synth --overhead")
+    got = run_parallel(todo, jobs=jobs, progress=progress, desc="synth --overhead",
+                       scheduler=scheduler)
     rows = []
     recon = dict(zip(PERIPHERY, got))
     base = dict(recon)
@@ -871,8 +895,9 @@ def _check_point(blk, small, overrides):
 
 
 def sweep(name, *, values=None, block=None, small=False, outdir=DEFAULT_OUTDIR, liberty=None,
-          timing=True, progress=None, jobs=1, cache=True):
-    """Synthesize one block over a parameter range; returns (block, rows of dicts)."""
+          timing=True, progress=None, jobs=1, cache=True, scheduler=None):
+    """Synthesize one block over a parameter range; returns (block, rows of dicts)
+    (``jobs``, ``progress``, ``scheduler``: see :func:`run_parallel`)."""
     if name not in SWEEPS:
         raise ValueError(f"sweep must be one of {', '.join(SWEEPS)}, not {name!r}")
     param, default_values, blk_name, fixed, point = SWEEPS[name]
@@ -895,7 +920,8 @@ def sweep(name, *, values=None, block=None, small=False, outdir=DEFAULT_OUTDIR, 
         over.update(point(v) if point else {param: v})
         _check_point(blocks[blk_name], small, over)
         todo.append((f"{blk_name} {name}={v}", {"name": blk_name, "overrides": over, **common}))
-    got = run_parallel(todo, jobs=jobs, progress=progress, desc=f"synth --sweep {name}")
+    got = run_parallel(todo, jobs=jobs, progress=progress, desc=f"synth --sweep {name}",
+                       scheduler=scheduler)
     rows = []
     for v, r in zip(values, got):
         t = r.timing if r.timing.get("available") else {}

@@ -97,3 +97,43 @@ def test_set_noise_offset_and_device_change_the_weights():
             outs.append(hw(x))
     assert torch.equal(outs[0], outs[3])
     assert not torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])
+
+
+def test_sweep_on_a_dask_cluster_equals_the_serial_sweep(tmp_path, monkeypatch):
+    """``--scheduler local --workers 2``: the same rows as the sweep in this process (each
+    worker prepares the tiny task again from its spec; every noise draw from the point's
+    seed); with ``--points`` a second run loads every point and runs none."""
+    pytest.importorskip("distributed")
+    import csv
+    base = ["accuracy", "--task", "tiny", "--eval-limit", "32", "--sweep", "--ks", "0,50",
+            "--policies", "gradient,random", "--seeds", "2", "--epochs", "1", "--backend",
+            "fast", "--modes", "hardware,paper"]
+    pts = tmp_path / "points"
+    assert cli(base + ["--out", str(tmp_path / "serial")]) == 0
+    assert cli(base + ["--out", str(tmp_path / "dask"), "--scheduler", "local", "--workers",
+                       "2", "--points", str(pts)]) == 0
+
+    def rows(name):
+        with open(tmp_path / f"{name}.csv") as f:
+            return list(csv.DictReader(f))
+    assert len(rows("serial")) == 16 and rows("dask") == rows("serial")
+    assert len(list(pts.glob("*.pkl"))) == 16
+    # resumed: every point stored, so no point is evaluated (preparing one would raise)
+    def no_point(*a):
+        raise AssertionError("a stored point was evaluated again")
+    monkeypatch.setattr(acc, "_prepared", no_point)
+    assert cli(base + ["--out", str(tmp_path / "again"), "--scheduler", "serial", "--points",
+                       str(pts)]) == 0
+    assert rows("again") == rows("serial")
+
+
+@pytest.mark.parametrize("extra, text", [
+    (["--scheduler", "nowhere"], "--scheduler must be 'local', 'serial' or a Dask scheduler"),
+    (["--workers", "2"], "--workers and --points need --scheduler"),
+    (["--scheduler", "serial", "--workers", "2"], "--workers must be a positive integer, "
+                                                 "with --scheduler local"),
+])
+def test_bad_scheduler_options(capsys, extra, text):
+    _one_line(capsys, ["accuracy", "--task", "tiny", "--sweep", *extra], text)
+    _one_line(capsys, ["accuracy", "--task", "tiny", "--mapping", "m.json",
+                       "--scheduler", "local"], "are for a --sweep")

@@ -252,3 +252,30 @@ def test_cli_jobs_and_cache_options(tmp_path, capsys):
     assert "1 from the cache" in capsys.readouterr().err
     md = (tmp_path / "sar_adc-cols8-rows16.md").read_text()
     assert re.search(r"^Tools: .*yosys: Yosys \d", md, re.M)
+
+
+def test_dask_runs_equal_serial_ones(tmp_path):
+    """The blocks of ``synth --all`` as Dask tasks on a 2-worker local cluster: the same
+    cells and area as the in-process runs, in the order asked for."""
+    pytest.importorskip("distributed")
+    _liberty_or_skip()
+    names = ["sar_adc", "fp16_cmp"]
+    kw = dict(small=True, outdir=tmp_path, timing=False, names=names, cache=False)
+    dask = S.synth_all(jobs=2, scheduler="local", **kw)
+    ser = S.synth_all(jobs=1, **kw)
+    assert [r.block for r in dask] == sorted(names)
+    figures = [(r.cells, r.flip_flops, r.area_um2, r.cell_types) for r in ser]
+    assert [(r.cells, r.flip_flops, r.area_um2, r.cell_types) for r in dask] == figures
+
+
+def test_scheduler_option_is_checked(capsys):
+    assert main(["synth", "--all", "--scheduler", "somewhere"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "hyflexpim synth: error: --scheduler must be 'local', 'serial' or a Dask scheduler "
+        "address like tcp://HOST:PORT, not 'somewhere'")
+    assert main(["synth", "sar_adc", "--scheduler", "local"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "hyflexpim synth: error: --scheduler applies to --all, --overhead and --sweep")
+    from hyflexpim.sim.distributed import check_scheduler
+    with pytest.raises(TypeError, match=r"^scheduler must be a string, not int$"):
+        check_scheduler(3)

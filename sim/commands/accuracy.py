@@ -69,6 +69,15 @@ def add_arguments(p):
     p.add_argument("--no-cache", action="store_true", help="retrain, do not use checkpoints")
     add_rank_arguments(p)
     p.add_argument("--out", default="accuracy", help="output prefix: PREFIX.csv, .png, .json")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="sweep points as Dask tasks: 'local' (a local cluster of --workers "
+                        "processes), a scheduler address tcp://HOST:PORT, or 'serial'; "
+                        "default: in this process")
+    p.add_argument("--workers", type=int, default=None,
+                   help="workers of --scheduler local (default: the CPUs)")
+    p.add_argument("--points", default=None, metavar="DIR",
+                   help="with --scheduler: store each finished point in DIR; a sweep "
+                        "started again runs only the points not stored (resumable)")
 
 
 def _list(text, name, conv=str, empty=False):
@@ -79,6 +88,19 @@ def _list(text, name, conv=str, empty=False):
     if not items and not empty:
         raise UsageError(f"{name} must list at least one value, not {text!r}")
     return items
+
+
+def _dask_points(args):
+    """``run_points`` for :func:`hyflexpim.models.accuracy.sweep`: every point a task of
+    :func:`hyflexpim.sim.distributed.run_tasks` on ``--scheduler``, stored in
+    ``--points`` when given."""
+    from ..distributed import LOCAL, Task, run_tasks
+
+    def run_points(fn, points):
+        return run_tasks([Task(fn, kwargs=p) for p in points], results_dir=args.points,
+                         scheduler=None if args.scheduler == LOCAL else args.scheduler,
+                         workers=args.workers, desc=f"{args.task} sweep")
+    return run_points
 
 
 def run(args):
@@ -112,6 +134,15 @@ def run(args):
     if args.no_noise and args.sweep:
         raise UsageError("--no-noise is for a single run (--mapping FILE); a sweep "
                          "always reports its noise-free INT8 references")
+    from ..distributed import check_scheduler
+    check_scheduler(args.scheduler, "--scheduler")
+    if (args.scheduler or args.workers is not None or args.points) and not args.sweep:
+        raise UsageError("--scheduler, --workers and --points are for a --sweep")
+    if args.scheduler is None and (args.workers is not None or args.points):
+        raise UsageError("--workers and --points need --scheduler")
+    if args.workers is not None and (args.scheduler != "local" or args.workers < 1):
+        raise UsageError(f"--workers must be a positive integer, with --scheduler local, "
+                         f"not {args.workers!r}")
     if args.eval_limit is not None and args.eval_limit < 1:
         raise UsageError(f"eval-limit must be a positive integer, not {args.eval_limit!r}")
     if args.ber is not None and not 0 < args.ber < 0.5:
@@ -182,7 +213,8 @@ def run(args):
                               ber=None, device=device, offset=args.offset,
                               read_noise=args.read_noise, paper_split=split,
                               paper_std=args.paper_std, rank_select=rs, soft=soft,
-                              log=lambda s: print(s, file=sys.stderr))
+                              log=lambda s: print(s, file=sys.stderr),
+                              run_points=_dask_points(args) if args.scheduler else None)
     def out(ext):        # PREFIX.ext, the prefix kept whole even if it has a dot
         return Path(f"{args.out}{ext}")
     acc.write_csv(rows, out(".csv"))

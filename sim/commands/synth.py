@@ -14,6 +14,7 @@ from pathlib import Path
 from ...base import check_int
 from ..blocks import get_block, parse_params
 from .. import synth as S
+from ..distributed import check_scheduler
 
 NAME = "synth"
 HELP = "synthesize RTL blocks (Yosys, OSU 0.18 um cells, OpenSTA): cells, area, fmax"
@@ -40,6 +41,10 @@ def add_arguments(p):
     p.add_argument("--no-timing", action="store_true", help="skip static timing")
     p.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
                    help=f"parallel synthesis runs (default: the cores, here {S.default_jobs()})")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run the blocks as Dask tasks: 'local' (a local cluster of --jobs "
+                        "workers), a scheduler address tcp://HOST:PORT (workers sharing "
+                        "this file system), or 'serial'; default: a process pool")
     p.add_argument("--no-cache", action="store_true",
                    help="always run the tools (results are cached by default, keyed by the "
                         "generated Verilog and the flow)")
@@ -116,6 +121,9 @@ def run(args):
     if args.generic and args.liberty:
         raise ValueError("--generic and --liberty exclude each other")
     jobs = S.default_jobs() if args.jobs is None else check_int("--jobs", args.jobs, 1, 256)
+    scheduler = check_scheduler(args.scheduler, "--scheduler")
+    if scheduler is not None and not (args.all or args.overhead or args.sweep):
+        raise ValueError("--scheduler applies to --all, --overhead and --sweep")
     values = _values(args.values, args.sweep) if args.sweep else None
     over = None
     if args.block:
@@ -132,7 +140,7 @@ def run(args):
     outdir = Path(args.outdir)
     timing = not args.no_timing
     opts = {"jobs": jobs, "progress": True if sys.stderr.isatty() else _progress_line,
-            "cache": cache}
+            "cache": cache, "scheduler": scheduler}
     t0 = time.perf_counter()
 
     if args.sweep:
