@@ -110,6 +110,8 @@ def main(argv=None):
     ln("large RMS (sd 200)", rng.standard_normal((R, n)) * 200)
     ln("tiny (sd 1e-3)", rng.standard_normal((R, n)) * 1e-3)
     ln("one huge value 3000", np.where(np.arange(n) == 0, 3000.0, rng.standard_normal((R, n))))
+    ln(f"large mean {65504 // n + 100} (sum > 65504), sd 50",
+       65504 // n + 100 + 50 * rng.standard_normal((R, n)))
 
     print(f"{'function':10s} {'case':34s} {'max err':>10s} {'mean err':>10s}")
     for func, case, mx, mean in rows:

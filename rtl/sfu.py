@@ -605,8 +605,9 @@ class LayerNormUnit(_RowUnit):
     Input lanes are ``{x, gamma, beta}``. Three stages on three rows at once, connected
     by row buffers (as :class:`SoftmaxUnit`):
 
-    1. the input row goes into row buffer X and through a sum :class:`RowReduce`;
-       ``mean = sum / n`` (a scalar divider);
+    1. the input row goes into row buffer X and, scaled by ``2**-k`` (``2**k >= n``:
+       the sum cannot overflow), through a sum :class:`RowReduce`; ``mean = sum / (n
+       2**-k)`` (a scalar divider; ``functions.mean_scales``);
     2. with the row's mean, X beats give ``d = x - mean``, ``u = d * R`` (``R =
        fp16(1/sqrt(n))``) and ``u * u`` into a second sum reducer; ``{d, gamma, beta}``
        go into row buffer Y; ``r = sqrt(var + eps)`` (scalar adder and square root);
@@ -623,7 +624,8 @@ class LayerNormUnit(_RowUnit):
         # make a constant row 0 / sqrt(0) = NaN; Inf, NaN and negatives are no epsilon).
         check_int("eps", eps, 0, 0xFFFF, what="a binary16 bit pattern")
         F.check_eps(eps)
-        self._n16 = F._fp16_of_int(n, "n")
+        F._fp16_of_int(n, "n")
+        self._scale_in, self._n_scaled = F.mean_scales(n)
         self._eps = eps
         super().__init__(n, lanes, slots, LN_LANE)
 
@@ -635,16 +637,20 @@ class LayerNormUnit(_RowUnit):
         m.submodules.rsum = rsum = RowReduce(op="add", n=n, lanes=L, slots=P)
         m.submodules.rvar = rvar = RowReduce(op="add", n=n, lanes=L, slots=P)
         xq = _queue(m, "xbuf", data.ArrayLayout(LN_LANE, L),
-                    B + rsum.latency + Fp16Div.LATENCY + _SLACK)
+                    B + Fp16Mul.LATENCY + rsum.latency + Fp16Div.LATENCY + _SLACK)
         yq = _queue(m, "ybuf", 48 * L,
                     B + rvar.latency + Fp16AddSub.LATENCY + Fp16Sqrt.LATENCY + _SLACK)
-        # stage 1: input -> X and the sum reducer; mean = sum / n
+        # stage 1: input -> X, and x 2^-k -> the sum reducer; mean = sum / (n 2^-k)
         f_in = _fork(m, "fork_in", data.ArrayLayout(LN_LANE, L))
         connect(m, flipped(self.i), f_in.i)
         connect(m, f_in.o[0], xq.i)
-        _feed(m, f_in.o[1], rsum.i, Cat(f_in.o[1].payload[l].x for l in range(L)))
+        sc = _Chain(m, "lns", f_in.o[1].valid, None)
+        m.d.comb += f_in.o[1].ready.eq(sc.ready)
+        xs = sc.step(Fp16Mul(lanes=L), [dict(a=f_in.o[1].payload[l].x, b=self._scale_in)
+                                        for l in range(L)], [{} for _ in range(L)])
+        _close_into(m, sc, rsum.i, Cat(*xs))
         meanq = _scalar_stage(m, "lnm", rsum.o, lambda ch, v: ch.step(
-            Fp16Div(lanes=1), [dict(a=v, b=self._n16)], [{}])[0])
+            Fp16Div(lanes=1), [dict(a=v, b=self._n_scaled)], [{}])[0])
         mean = meanq.o.payload
         # stage 2: X beats with the mean -> d, u, u*u -> var reducer; {d, gamma, beta} -> Y
         vc = _row_join(m, "lnv", xq, meanq, B)

@@ -162,6 +162,7 @@ def adversarial_rows(rng):
     rows.append(r)                                                         # a NaN entry
     rows.append(fp16.from_float(rng.standard_normal(N) * 1e-4))            # tiny values
     rows.append(fp16.from_float(np.linspace(-300, 300, N)))               # large RMS
+    rows.append(fp16.from_float(65504 / N + 100 + 100 * rng.standard_normal(N)))  # sum > 65504
     return np.array(rows, np.uint16)
 
 

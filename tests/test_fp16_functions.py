@@ -187,6 +187,52 @@ def test_layernorm_large_rms_does_not_overflow():
     assert np.abs(got[0] - want).max() < 2e-2
 
 
+def test_layernorm_large_mean_does_not_overflow():
+    """Rows whose plain FP16 sum overflows (|mean| x n > 65504) but whose values and
+    variance are finite: all 1000 at n = 128 gives beta exactly; 200 + N(0, 50) at n =
+    384 (MiniLM's width) and 4600 + N(0, 100) at n = 16 are finite and follow float64
+    within what an FP16 sum of n terms allows (5e-2)."""
+    seed = 12
+    print("seed", seed)
+    rng = np.random.default_rng(seed)
+    beta = fp16.from_float(0.25)
+    got = F.layernorm(np.full((1, 128), fp16.from_float(1000.0), np.uint16),
+                      fp16.from_float(1.0), beta)
+    assert np.all(got == beta)
+    for n, x in ((384, 200 + 50 * rng.standard_normal((4, 384))),
+                 (16, 4600 + 100 * rng.standard_normal((4, 16)))):
+        xb = fp16.from_float(x)
+        got = fp16.to_float(F.layernorm(xb, fp16.from_float(1.0), fp16.from_float(0.0)))
+        xf = fp16.to_float(xb)
+        assert np.all(np.sum(xf, -1) > 65504) and np.all(np.isfinite(got))
+        want = (xf - xf.mean(-1, keepdims=True)) / np.sqrt(xf.var(-1, keepdims=True) + 1e-5)
+        assert np.abs(got - want).max() < 5e-2, (n, np.abs(got - want).max())
+
+
+def test_layernorm_mean_is_the_plain_mean_where_that_is_finite():
+    """Where the plain FP16 sum does not overflow and no scaled term is subnormal, the
+    scaled mean is bit-identical to ``sum(x) / n`` (FP16 addition commutes with an exact
+    power-of-two scaling)."""
+    seed = 13
+    print("seed", seed)
+    rng = np.random.default_rng(seed)
+    for n in (16, 100, 384):
+        x = fp16.from_float(rng.uniform(1, 8, (16, n)) * rng.choice([-1, 1], (16, n)))
+        s_in, n_s = F.mean_scales(n)
+        kw = dict(lanes=4, slots=4)
+        plain = fp16.div(F.reduce_row(fp16.add, x, 0, **kw), F._fp16_of_int(n))
+        scaled = fp16.div(F.reduce_row(fp16.add, fp16.mul(x, s_in), 0, **kw), n_s)
+        assert np.array_equal(plain, scaled)
+
+
+def test_layernorm_mean_scales_are_exact():
+    for n in (1, 2, 3, 16, 100, 384, 768, 1024, 2048, 4096):
+        s_in, n_s = F.mean_scales(n)
+        k = (n - 1).bit_length()
+        assert fp16.to_float(np.uint16(s_in)) == 2.0 ** -k
+        assert fp16.to_float(np.uint16(n_s)) == n / 2.0 ** k
+
+
 def test_layernorm_checks_length_and_eps():
     with pytest.raises(ValueError, match=r"^row length must be exactly representable in binary16, not 2049$"):
         F.layernorm(np.zeros((1, 2049), np.uint16), 0x3C00, 0, lanes=1)

@@ -58,7 +58,7 @@ def test_row_throughput_long_rows(kind):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["softmax", "layernorm"])
 def test_rows_long_backpressure(kind):
-    # 8 adversarial + 60 random rows of 64, random gaps and backpressure
+    # 9 adversarial + 60 random rows of 64, random gaps and backpressure
     passed, _ = _run(kind, count=64 * 60, n=64, lanes=4, slots=4, testcase=["rows_bit_exact"])
     assert passed == 1
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from . import ops
 
-__all__ = ["exp", "softmax", "layernorm", "gelu", "reduce_row",
+__all__ = ["exp", "softmax", "layernorm", "mean_scales", "gelu", "reduce_row",
            "EXP_DEGREE", "GELU_A", "GELU_B", "EPS_MIN", "EPS_MAX", "check_row_params",
            "check_eps"]
 
@@ -196,12 +196,23 @@ def softmax(x, *, lanes=4, slots=4, degree=EXP_DEGREE):
     return np.where((s & 0x7FFF) == 0, _U16(POS_ZERO), y).astype(_U16)
 
 
+def mean_scales(n):
+    """The binary16 patterns ``(2**-k, n * 2**-k)`` of :func:`layernorm`'s mean, ``2**k``
+    the power of two at or above ``n`` (both exact for an ``n`` exact in binary16)."""
+    k = (int(n) - 1).bit_length()
+    return _h(2.0 ** -k), _h(n / 2.0 ** k)
+
+
 def layernorm(x, gamma, beta, eps=_h(1e-5), *, lanes=4, slots=4):
     """Layer normalisation over the last axis (``N`` elements).
 
-    ``mean = sum(x) / N``; ``d_i = x_i - mean``; ``u_i = d_i * R`` with ``R =
-    fp16(1/sqrt(N))``, ``var = sum(u_i * u_i)`` (the scaling before squaring keeps the
-    sum of squares from overflowing when the row's RMS exceeds sqrt(65504/N));
+    ``mean = sum(x_i * 2**-k) / (N * 2**-k)`` with ``2**k`` the power of two at or above
+    ``N`` (both scalings exact, except that terms below 2**-14 round as subnormals: the
+    sum of the scaled terms cannot overflow for any finite row; for rows whose scaled
+    terms are normal it is the plain sum scaled, so the mean is that of ``sum(x) / N``
+    wherever that sum does not overflow); ``d_i = x_i - mean``; ``u_i = d_i * R`` with
+    ``R = fp16(1/sqrt(N))``, ``var = sum(u_i * u_i)`` (the scaling before squaring keeps
+    the sum of squares from overflowing when the row's RMS exceeds sqrt(65504/N));
     ``r = sqrt(var + eps)``; ``y_i = (d_i / r) * gamma_i + beta_i``. ``eps`` is a
     binary16 pattern of a positive finite value (default fp16(1e-5); :func:`check_eps`:
     negative, zero, Inf and NaN are refused); ``gamma`` and ``beta`` broadcast against ``x``.
@@ -210,11 +221,13 @@ def layernorm(x, gamma, beta, eps=_h(1e-5), *, lanes=4, slots=4):
     x = ops._bits(x, "x")
     n = x.shape[-1]
     check_row_params(n, lanes, slots)
-    n16 = _fp16_of_int(n)
+    _fp16_of_int(n)
+    s_in, n_s = mean_scales(n)
     rs = _h(1.0 / np.sqrt(n))
     gamma, beta = np.broadcast_arrays(ops._bits(gamma, "gamma"), ops._bits(beta, "beta"), x)[:2]
     eps = check_eps(eps)
-    mean = ops.div(reduce_row(ops.add, x, POS_ZERO, lanes=lanes, slots=slots), n16)[..., None]
+    xs = ops.mul(x, s_in)
+    mean = ops.div(reduce_row(ops.add, xs, POS_ZERO, lanes=lanes, slots=slots), n_s)[..., None]
     d = ops.sub(x, mean)
     u = ops.mul(d, rs)
     var = reduce_row(ops.add, ops.mul(u, u), POS_ZERO, lanes=lanes, slots=slots)
