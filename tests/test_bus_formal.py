@@ -40,3 +40,35 @@ def test_bus_formal_harness_catches_a_tighter_wait_bound():
 def test_bus_bmc_deeper():
     ok, _ = _bmc("bus_order_n2_d20", BusOrderHarness(2, 2), 20)
     assert ok
+
+
+@needs_sby
+def test_a_timeout_is_a_result_and_stops_the_solvers():
+    """3 ports at depth 20 do not finish in 5 s: TIMEOUT with the step reached, and no
+    process of that run (SymbiYosys, smtbmc, the solver) is left running."""
+    import os
+    from hyflexpim.sim.formal import run_sby
+    wd = (WORK / "bus_order_n3_timeout").resolve()
+    res = run_sby(BusOrderHarness(3, 2), wd.name, mode="bmc", depth=20, workdir=wd,
+                  timeout=5, script=formal.BUS_SCRIPT)
+    assert res.status == "TIMEOUT" and not res.passed
+    assert res.summary.startswith("no result within 5 s")
+    import time
+
+    def running():          # the run's processes, zombies (killed, not yet reaped) aside
+        out = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+                if state != "Z" and os.readlink(f"/proc/{pid}/cwd").startswith(str(wd)):
+                    out.append(pid)
+            except OSError:
+                pass
+        return out
+    for _ in range(50):
+        if not running():
+            break
+        time.sleep(0.1)
+    assert not running(), f"processes of the timed-out run still running: {running()}"
+    with pytest.raises(ValueError, match=r"^timeout must be a positive number of seconds"):
+        run_sby(BusOrderHarness(2, 2), "x", timeout=0)
