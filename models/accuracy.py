@@ -239,11 +239,6 @@ def sweep_point(*, task, mode, ft_epochs, cache, rank_select, soft, policy, k, s
     return evaluate_mapping(prep, mapping_for(prep, policy, k, seed=seed), seed=seed, **noise)
 
 
-def serial_points(fn, points):
-    """The default ``run_points`` of :func:`sweep`: ``[fn(**p) for p in points]``."""
-    return [fn(**p) for p in points]
-
-
 def sweep(task, *, modes=NOISE_MODES, policies=POLICIES, ks=KS, seeds=(0, 1, 2), ft_epochs=2,
           hw_backend="faithful", cache=True, quiet=False, log=print, ber=DEFAULT_MLC_BER,
           paper_std=PAPER_STD, rank_select="fixed", soft=None, device=None, offset="reference",

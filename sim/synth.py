@@ -731,9 +731,9 @@ def run_parallel(jobs_list, *, jobs=1, progress=None, desc="synth", scheduler=No
     """
     jobs = check_int("jobs", jobs, 1, 256)
     from .distributed import LOCAL, check_scheduler
+    order = sorted(range(len(jobs_list)), key=lambda i: -_size_hint(jobs_list[i][1]["name"]))
     if check_scheduler(scheduler) is not None:
         from .distributed import Task, run_tasks
-        order = sorted(range(len(jobs_list)), key=lambda i: -_size_hint(jobs_list[i][1]["name"]))
         got = run_tasks([Task(_job, (jobs_list[i][1],)) for i in order],
                         scheduler=None if scheduler == LOCAL else scheduler,
                         workers=jobs if scheduler == LOCAL else None,
@@ -742,7 +742,6 @@ def run_parallel(jobs_list, *, jobs=1, progress=None, desc="synth", scheduler=No
         for i, res in zip(order, got):
             results[i] = res
         return results
-    order = sorted(range(len(jobs_list)), key=lambda i: -_size_hint(jobs_list[i][1]["name"]))
     results = [None] * len(jobs_list)
     bar = None
     if progress is True:

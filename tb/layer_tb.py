@@ -630,7 +630,10 @@ class LayerProgram:
         outs = list(outs) if outs else [a.alloc(T * lin.n) for lin in lins]
         mark = self._mark()
         chains = [[mat for nm, _, mat, *_ in self.matrices if nm == n] for n in names]
-        group = next(g for g in self.groups if g[2][0][2] is chains[0][0])
+
+        def group_of(mat):          # the vector group that mat heads
+            return next(g for g in self.groups if g[2][0][2] is mat)
+        group = group_of(chains[0][0])
         if [mat for *_, mat, _ in group[2]] != [ch[0] for ch in chains]:
             raise AssertionError(f"{names} are not one vector group")
         ys = [o if len(ch) == 1 else a.alloc(T * ch[0].n) for o, ch in zip(outs, chains)]
@@ -640,7 +643,7 @@ class LayerProgram:
             for i in range(1, len(ch)):
                 r = self._quantize(y, T, ch[i - 1].n)
                 y = outs[j] if i + 1 == len(ch) else a.alloc(T * ch[i].n)
-                self._analog(next(g for g in self.groups if g[2][0][2] is ch[i]), r, [y])
+                self._analog(group_of(ch[i]), r, [y])
             if lins[j].bias16 is not None:
                 bias = self._const(np.broadcast_to(lins[j].bias16, (lins[j].n,)))
                 self._ew(Op.FADD, outs[j], outs[j], lins[j].n, T, b=bias, b_o=0)
