@@ -595,9 +595,9 @@ class ProgrammedMatrix:
     @staticmethod
     def _clip(out, pc, blk, mc):
         """Clip the codes ``out`` (slice, read, slot) of a block of arrays to 0..mc where
-        they can leave it (``pc``: min, max and every read's count of active rows; ``blk``: the block's
-        clipping ranges, :meth:`_Span.ranges`). Above: the reads whose
-        count lies in one of the arrays' clipping ranges (:func:`_thresholds`) are
+        they can leave it (``pc``: min, max and every read's count of active rows;
+        ``blk``: the block's clipping ranges, :meth:`_Span.ranges`). Above: the reads
+        whose count lies in one of the arrays' clipping ranges (:func:`_thresholds`) are
         clipped. Below: the range is wide (a few of the most negative cells) but codes
         under 0 are rare, so when it is reached the block is clipped only if its
         smallest code is negative."""
