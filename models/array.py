@@ -250,15 +250,6 @@ class _Span:
             return np.multiply(st[:rows], ONE_LSB, dtype=dtype)
         return (st[:rows] >> self.tiles[0].crossbar._bpc).astype(dtype)
 
-    def held_by_slice(self, dtype, rows, eps=0.0):
-        """:meth:`held` (plus ``eps``) slice-major: (S, rows, npa * tiles), entry
-        ``[s, r, i * npa + j]`` the cell of slice ``s`` of neuron slot ``j`` of tile ``i``
-        (each slice's columns contiguous, for one GEMM per slice)."""
-        h = self.held(dtype, rows).reshape(rows, len(self.tiles), self.npa, self.S)
-        out = np.empty((self.S, rows, len(self.tiles), self.npa), dtype=dtype)
-        np.add(h.transpose(3, 0, 1, 2), dtype(eps), out=out)
-        return out.reshape(self.S, rows, -1)
-
     def _outputs(self):
         """(slot index, output column) of every used neuron slot, as slices when both
         are ranges."""
@@ -309,7 +300,6 @@ DEFAULT_CHUNK = 128
 
 _SCALE = 2.0 ** -FRAC_BITS
 _BLOCK = 1 << 18          # elements of one block of conversions (1 MB in float32)
-_MIN_SLOTS = 128          # neuron slots of one GEMM of a block, at least
 _PW = np.array([enc.plane_weight(b) for b in range(enc.INPUT_BITS)])
 
 
@@ -457,7 +447,9 @@ class ProgrammedMatrix:
         # float64 holds every partial sum exactly (|y| < 2**53 for any feasible m)
         acc = None if count else np.zeros((B, self.shape[1]), dtype=np.float64)
         for g in self._groups:
-            held = [sp.held_by_slice(g.dtype, g.nrows, sp.eps) for sp in g.spans]
+            held = [sp.held(g.dtype, g.nrows) for sp in g.spans]
+            for sp, h in zip(g.spans, held):
+                h += g.dtype(sp.eps)
             for c0 in range(0, B, chunk):
                 c1 = min(c0 + chunk, B)
                 total += self._run_group(g, held, x[c0:c1], None if count else acc[c0:c1],
@@ -487,7 +479,7 @@ class ProgrammedMatrix:
         flagged = sum(int((pc >= t.p_hi).sum()) for t in g.tiles if t.p_hi <= pmax)
         if flagged * 2 > len(pc) * len(g.tiles):
             # most conversions may saturate: the whole group bit-serially is cheaper
-            held = [sp.held_by_slice(g.dtype, g.nrows, sp.eps) for sp in g.spans]
+            held = [sp.held(g.dtype, g.nrows) + g.dtype(sp.eps) for sp in g.spans]
             if y is None:
                 return self._run_group(g, held, x, None, 0)
             acc = np.zeros(y.shape, dtype=np.float64)
@@ -526,17 +518,15 @@ class ProgrammedMatrix:
 
     # ---- noisy arrays ---------------------------------------------------------------
     def _run_group(self, g, held, x, y, fv):
-        """Conversions of row group ``g`` (``held``: its spans' decoded held values,
-        slice-major, :meth:`_Span.held_by_slice`) for the chunk ``x``; adds the results,
-        without the offset correction, to ``y`` (float64), or, with ``y=None``, returns
-        the number of conversions of used slots above the top code.
+        """Conversions of row group ``g`` (``held``: its spans' decoded held values) for
+        the chunk ``x``; adds the results, without the offset correction, to ``y``
+        (float64), or, with ``y=None``, returns the number of conversions of used slots
+        above the top code.
 
         The reads of the chunk, plane-major (``b * B + v``), are the rows of one GEMM per
-        slice and block of arrays, written slice-major (``out[s, read, slot]``), then
-        rounded, clipped where needed and combined over the planes and the slices at
-        once (``sum_{s,b} cw_s pw_b code``: one GEMV with ``8 * S`` weights over every
-        read and slot of the block); every value is an integer that the dtype holds
-        exactly.
+        block of arrays, then rounded, clipped where needed, combined over the planes
+        (``sum_b pw_b code``, a GEMV over all reads of the block) and shift-added over
+        the slices; every value is an integer that the dtype holds exactly.
         """
         B = x.shape[0]
         R = enc.INPUT_BITS * B
@@ -546,29 +536,27 @@ class ProgrammedMatrix:
         pcs = (int(pc.min(initial=0)), int(pc.max(initial=0)), pc)
         P = np.multiply(bits, dt(_SCALE), dtype=dt)
         count = 0
+        cols = self.params.cols
         work = {}                     # read-noise buffers, reused from block to block
         for sp, H in zip(g.spans, held):
-            S, mc, npa = sp.S, dt(sp.mc), sp.npa
-            # at least 128 slots per GEMM (narrower ones run slower), else ~1 MB blocks
-            tb = max(1, _BLOCK // (R * self.params.cols), -(-_MIN_SLOTS // npa))
+            S, mc = sp.S, dt(sp.mc)
+            tb = max(1, _BLOCK // (R * cols))
             nblk = -(-len(sp.tiles) // tb)
             sa_max = 255 * sp.mc * int(sp.cw.sum())
             pt = np.float32 if dt == np.float32 and sa_max < 2 ** 24 else np.float64
-            wsb = (sp.cw[:, None] * _PW[None, :]).reshape(-1).astype(pt)  # (s, b) weights
-            n_max = min(tb, len(sp.tiles)) * npa
-            buf = np.empty(S * R * n_max, dtype=dt)
-            res = np.zeros((nblk, B, n_max), dtype=pt)
+            pw, cw = _PW.astype(pt), sp.cw.astype(pt)
+            width = min(tb, len(sp.tiles)) * cols
+            buf = np.empty((R, width), dtype=dt)
+            o = np.empty(B * width, dtype=pt)
+            res = np.zeros((nblk, B, width // S), dtype=pt)
             ranges = sp.ranges(tb)
             for i, t0 in enumerate(range(0, len(sp.tiles), tb)):
                 blk = sp.tiles[t0:t0 + tb]
-                k0, n = t0 * npa, len(blk) * npa
-                out = buf[:S * R * n].reshape(S, R, n)
-                for s_ in range(S):
-                    np.matmul(P, H[s_, :, k0:k0 + n], out=out[s_])
+                c0, c1 = t0 * cols, (t0 + len(blk)) * cols
+                out = buf[:, :c1 - c0]
+                np.matmul(P, H[:, c0:c1], out=out)
                 if g.read_noise:
-                    noise = self._read_noise(blk, bits, pc, B, fv, work)
-                    out += noise.reshape(R, len(blk), npa, S).transpose(3, 0, 1, 2).reshape(
-                        S, R, n)
+                    out += self._read_noise(blk, bits, pc, B, fv, work)
                 if sp.eps:
                     np.rint(out, out=out)
                 else:
@@ -576,17 +564,18 @@ class ProgrammedMatrix:
                     np.floor(out, out=out)
                 if y is None:
                     for k, t in enumerate(blk):
-                        count += int((out[:, :, k * npa:k * npa + t.n_out] > mc).sum())
+                        count += int((out[:, k * cols:k * cols + t.n_out * S] > mc).sum())
                     continue
                 if g.read_noise:
                     np.clip(out, dt(0), mc, out=out)
                 else:
                     self._clip(out, pcs, ranges[i], mc)
-                flat = out.reshape(S * enc.INPUT_BITS, B * n)
-                if n == n_max:
-                    np.matmul(wsb, flat, out=res[i].reshape(-1))
+                ob = o[:B * (c1 - c0)]
+                np.matmul(pw, out.reshape(enc.INPUT_BITS, -1), out=ob)
+                if c1 - c0 == width:
+                    np.matmul(ob.reshape(-1, S), cw, out=res[i].reshape(-1))
                 else:
-                    res[i, :, :n] = (wsb @ flat).reshape(B, n)
+                    res[i, :, :(c1 - c0) // S] = (ob.reshape(-1, S) @ cw).reshape(B, -1)
             if y is not None:
                 res = res.transpose(1, 0, 2).reshape(B, -1)
                 y[:, sp.outs] += res[:, sp.slots]
@@ -594,10 +583,10 @@ class ProgrammedMatrix:
 
     @staticmethod
     def _clip(out, pc, blk, mc):
-        """Clip the codes ``out`` (slice, read, slot) of a block of arrays to 0..mc where
-        they can leave it (``pc``: min, max and every read's count of active rows;
-        ``blk``: the block's clipping ranges, :meth:`_Span.ranges`). Above: the reads
-        whose count lies in one of the arrays' clipping ranges (:func:`_thresholds`) are
+        """Clip the codes ``out`` of a block of arrays to 0..mc where they can leave it
+        (``pc``: min, max and every read's count of active rows; ``blk``: the block's
+        clipping ranges, :meth:`_Span.ranges`). Above: the reads whose
+        count lies in one of the arrays' clipping ranges (:func:`_thresholds`) are
         clipped. Below: the range is wide (a few of the most negative cells) but codes
         under 0 are rare, so when it is reached the block is clipped only if its
         smallest code is negative."""
@@ -607,7 +596,7 @@ class ProgrammedMatrix:
             if len(r) * 4 > len(pc[2]):
                 np.clip(out, 0, mc, out=out)
                 return
-            out[:, r] = np.clip(out[:, r], 0, mc)
+            out[r] = np.clip(out[r], 0, mc)
         if p_lo <= q_lo and pc[0] <= q_lo and pc[1] >= p_lo and out.min() < 0:
             np.clip(out, 0, mc, out=out)
 
