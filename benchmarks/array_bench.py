@@ -17,7 +17,12 @@ accumulates as the bit-serial model (8 * tokens x m times m x n * slices, measur
 the same process, interleaved with the runs) and their ratio (``GEMM / run``: 1.0 is
 as fast as that GEMM; on CPU time, then on wall time), whether the ideal run equals ``x @ W``, the bytes kept per cell
 (``nbytes / cells``) and, with ``--before DIR``, the same runs of another checkout of
-the package (``DIR/hyflexpim``) for the before/after figures. Timings are the best of
+the package (``DIR/hyflexpim``) for the before/after figures. Two diagnostics in
+brackets: the time of the same multiply-accumulates as 64-row GEMMs in blocks of 256
+columns (what one array row group's GEMMs cost against the one big GEMM), and the ratio
+that a run could reach at most if it did nothing but those GEMMs and, per block, the
+three passes an exact conversion needs (rounding, the plane combination's GEMV, the
+slice combination). Timings are the best of
 ``--repeat`` runs, one thread (``--threads all`` for every core).
 
 Reference figures for Sandia CrossSim 3.2 on the same bit-sliced workload on this kind
@@ -109,6 +114,26 @@ def golden_child(label, repeat, kinds, cases):
                 c0 = time.process_time()
                 gemm64()
                 g64 = min(g64, time.process_time() - c0)
+            # the passes every conversion needs besides its GEMM, on the same blocks: the
+            # rounding, the plane combination (a GEMV with the 8 plane weights) and the
+            # slice combination (S column weights): with the 64-row GEMMs, the floor of a
+            # bit-serial run that converts every read exactly (a diagnostic)
+            pw = np.array([enc.plane_weight(b) for b in range(8)], dtype=np.float32)
+            cw = np.array([enc.column_weight(mode, k) for k in range(S)], dtype=np.float32)
+            ob = np.empty(buf.size // 8, dtype=np.float32)
+            nblocks = len(Hg) * -(-Hg[0].shape[1] // 256)
+
+            def passes():
+                for _ in range(nblocks):
+                    np.rint(buf, out=buf)
+                    np.matmul(pw, buf.reshape(8, -1), out=ob)
+                    ob.reshape(-1, S) @ cw
+            buf[:] = 0.0
+            gp = float("inf")
+            for _ in range(repeat):
+                c0 = time.process_time()
+                passes()
+                gp = min(gp, time.process_time() - c0)
             for name, kw in CASES:
                 if name not in cases:
                     continue
@@ -130,6 +155,7 @@ def golden_child(label, repeat, kinds, cases):
                 rows.append(dict(label=label, data=kind, mode=mode, case=name, saturated=sat,
                                  arrays=pm.arrays, program_s=prog, run_s=best, gemm_s=gemm,
                                  run_cpu=best_cpu, gemm_cpu=gemm_cpu, gemm64_cpu=g64,
+                                 passes_cpu=gp,
                                  bytes_per_cell=per_cell,
                                  exact=bool(np.array_equal(y, exact)) if not kw else None))
     print(json.dumps(rows))
@@ -159,7 +185,11 @@ def bench_golden(repeat, threads, before, kinds, cases):
             if r.get("saturated") is not None:
                 ex += f" ({r['saturated']} clipped)"
             if r.get("gemm64_cpu"):
-                ex += f"  [64-row GEMMs: {r['gemm64_cpu'] / r['gemm_cpu']:.2f} x one GEMM]"
+                ex += f"  [64-row GEMMs: {r['gemm64_cpu'] / r['gemm_cpu']:.2f} x one GEMM"
+                if r.get("passes_cpu") is not None:
+                    floor = r["gemm_cpu"] / (r["gemm64_cpu"] + r["passes_cpu"])
+                    ex += f"; with rounding and combination passes, ratio at most {floor:.2f}"
+                ex += "]"
             print(f"{label:>6} {r['data']:>9} {r['mode']:>4} {r['case']:>10} "
                   f"{r['program_s']:>9.3f} {r['run_s']:>7.4f} {r['gemm_s']:>7.4f} "
                   f"{r['gemm_cpu'] / r['run_cpu']:>6.2f} {r['gemm_s'] / r['run_s']:>6.2f} "
