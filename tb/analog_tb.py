@@ -85,8 +85,9 @@ def _compare(got, exp):
 class TB:
     """Clock, input source, result sink, crossbar bank and scoreboard of one array."""
 
-    def __init__(self, dut, seed, idle=0.0, ready_prob=1.0):
+    def __init__(self, dut, seed, idle=0.0, ready_prob=1.0, hold=None):
         self.dut = dut
+        self.hold = hold              # a lib.Hold on the result sink (held stalls)
         self.rng = np.random.default_rng(seed)
         self.prng = lib.rng(seed)
         self.idle, self.ready_prob = idle, ready_prob
@@ -102,7 +103,8 @@ class TB:
                                        idle=self._pauses(self.idle))
         self.source.on_transfer.append(self._accepted)
         self.sink = lib.StreamSink(self.dut, "o", self.clock, layout=RESULT,
-                                   backpressure=self._pauses(1 - self.ready_prob),
+                                   backpressure=self.hold if self.hold is not None
+                                   else self._pauses(1 - self.ready_prob),
                                    callback=self._result)
         await self.clock.start(reset_cycles=3)
 
@@ -129,8 +131,10 @@ class TB:
         self.results.append((value["y"], cycle))
 
     async def reset(self, cycles=3):
-        """Synchronous reset in the middle of traffic: everything in flight is dropped."""
+        """Synchronous reset in the middle of traffic: everything in flight is dropped
+        (the vectors queued in the source too: :func:`lib.withdraw`)."""
         await self.clock.reset(cycles)
+        lib.withdraw(self.source)
         self.bank.flush()
         self.board.flush()
 
@@ -256,3 +260,4 @@ async def stream_throughput(dut):
     if out:
         with open(out, "w") as f:
             json.dump(report, f)
+

@@ -16,6 +16,11 @@ Parts, owned by :class:`TB`:
   cross in every cycle since it started to wait, the grants given to other ports; the
   maximum is compared with the bus's ``wait_bound``.
 
+Besides random traffic, saturation and latency: a held stall of one output (:class:`lib.Hold`)
+long past the FIFOs' fill time, then its release at full rate; a synchronous reset in
+each state (idle, crossing, FIFOs full under a stall, draining), the bus empty after it;
+destinations, source field, tags and data at their limits.
+
 Parameters: ``HYFLEXPIM_SEED``; benchmark figures are appended as JSON lines to
 ``HYFLEXPIM_BUS_REPORT`` when that is set.
 """
@@ -45,6 +50,8 @@ class FairnessMonitor(lib.Part):
 
     def __init__(self, dut, clock):
         self.dut, self.clock = dut, clock
+        self._ovalid = [getattr(dut, f"o__{k}__valid") for k in range(N)]
+        self._oready = [getattr(dut, f"o__{k}__ready") for k in range(N)]
         self.clear()
         self._launch()
 
@@ -52,11 +59,15 @@ class FairnessMonitor(lib.Part):
         self.wait = [0] * N
         self.max_wait = self.grants = self.bad = 0
         self.first_grant = self.last_grant = None
+        self.stalls = 0          # (cycle, port) pairs with o[port] valid and not ready
+        self.grant_cycles = []   # the cycle of every grant
 
     async def _run(self):
         while True:
             await FallingEdge(self.clock.clk)
-            if not self.clock.in_reset:
+            # (a falling edge of the clock still running from the previous test may come
+            # before this test's TbClock.start: no cycle count yet, nothing to watch)
+            if self.clock._t0 is not None and not self.clock.in_reset:
                 self.observe(self.clock.cycle)
 
     def observe(self, cycle):
@@ -66,6 +77,7 @@ class FairnessMonitor(lib.Part):
         if valid:
             assert req >> grant & 1, f"grant to port {grant} which did not request ({req:b})"
             self.grants += 1
+            self.grant_cycles.append(cycle)
             if self.first_grant is None:
                 self.first_grant = cycle
             self.last_grant = cycle
@@ -73,6 +85,8 @@ class FairnessMonitor(lib.Part):
         else:
             assert req == 0, f"no grant although ports {req:b} request"
         for k in range(N):
+            if int(self._ovalid[k].value) and not int(self._oready[k].value):
+                self.stalls += 1
             if not req >> k & 1 or (valid and grant == k):
                 self.wait[k] = 0
             elif valid:
@@ -91,8 +105,13 @@ class TB:
     async def start(self):
         self.sources = [lib.StreamSource(self.dut, f"i__{k}", self.clock, layout=LAYOUT)
                         for k in range(N)]
+        # Every sink starts with a pause generator the test can replace (a phase's random
+        # backpressure, a held stall). A sink built with no backpressure (``never``)
+        # takes its always-ready path for good and would ignore a later one.
         self.sinks = [lib.StreamSink(self.dut, f"o__{k}", self.clock, layout=LAYOUT,
+                                     backpressure=lib.Hold(),
                                      callback=self._delivered(k)) for k in range(N)]
+        self.delivered = [[] for _ in range(N)]     # (packet, cycle) per output port
         for k, src in enumerate(self.sources):
             src.on_transfer.append(self._accepted(k))
         self.fairness = FairnessMonitor(self.dut, self.clock)
@@ -126,6 +145,7 @@ class TB:
             pkt = packet(value)
             assert pkt[1] == k, f"packet for port {pkt[1]} came out of port {k}: {pkt}"
             self.scoreboard.check(pkt, channel=pkt[:2], cycle=cycle)
+            self.delivered[k].append((pkt, cycle))
         return delivered
 
     def send(self, k, d, kind, tag, data):
@@ -186,6 +206,8 @@ async def random_traffic_random_backpressure(dut):
         await tb.run()
         sent = tb.final_checks()
         assert tb.scoreboard.checked > 0
+        if p_ready < 1:     # the backpressure reached the bus (outputs waited)
+            assert tb.fairness.stalls > 0, "no output ever waited for ready"
         cocotb.log.info(f"p_valid {p_valid} p_ready {p_ready}: {sent} packets, "
                         f"{tb.dropped} dropped (bad destination), "
                         f"max wait {tb.fairness.max_wait} grants (bound {DUT.wait_bound})")
@@ -246,3 +268,201 @@ async def uncontended_latency(dut):
     tb.final_checks()
     assert len(set(lats)) == 1, f"latency differs between ports: {lats}"
     lib.report("bus", REPORT, test="uncontended_latency", n_ports=N, latency_cycles=lats[0])
+
+
+# ----------------------------------------------------------------------------- long stalls, reset, limits
+
+def buffer_words():
+    """Words the bus can hold: an input and an output FIFO per port."""
+    return 2 * N * DUT.fifo_depth
+
+
+def cycles_per_word_into_one_port():
+    """Steady cycles per word into one output: 1, or 2 with FIFOs of depth 2 (a
+    ``SyncFIFOBuffered`` of depth 2 takes a word every other cycle, docs/bus.md)."""
+    return 2 if DUT.fifo_depth == 2 else 1
+
+
+@cocotb.test()
+async def long_stall_then_full_rate(dut):
+    """Output 0 held not ready for many FIFO fill-and-drain times while every port sends:
+
+    * mixed traffic: port N-1 never sends to port 0 and must finish during the stall (a
+      full destination blocks no other); the others block on their heads for port 0,
+      the bus goes idle; after the release everything arrives, in order per pair;
+    * hot spot: every port sends only to port 0, stall, release: port 0 then takes one
+      word every ``cycles_per_word_into_one_port()`` cycles, with no gap, to the last.
+    """
+    seed = lib.seed("long_stall_then_full_rate")
+    tb = TB(dut)
+    await tb.start()
+    stall = 8 * buffer_words() + 50
+    hold = lib.Hold(True)
+
+    # mixed traffic
+    tb.phase(seed, p_valid=1.0, p_ready=1.0)
+    for sink in tb.sinks:
+        sink.backpressure = lib.never()   # always ready (on the per-cycle path)
+    tb.sinks[0].backpressure = hold
+    for k in range(N):
+        for _ in range(40):
+            d = tb.rng.randrange(1, N) if k == N - 1 else tb.rng.randrange(N)
+            tb.send(k, d, Kind(tb.rng.randrange(4)), tb.rng.getrandbits(TW), tb.rng.getrandbits(DW))
+    delivered0 = tb.sinks[0].count
+    await tb.clock.cycles(stall)
+    assert tb.sinks[0].count == delivered0, "a port held not ready received packets"
+    free = [c for c in tb.scoreboard.leftover() if c[0] == N - 1]
+    assert not free, f"port {N - 1}'s packets (none for port 0) are stuck behind the stall: {free}"
+    grants = tb.fairness.grants
+    await tb.clock.cycles(buffer_words())
+    assert tb.fairness.grants == grants, "the bus still moves words after the stall filled it"
+    backlog = tb.scoreboard.pending
+    # output FIFO 0 full, and the input FIFOs of the ports blocked behind it
+    assert backlog >= DUT.fifo_depth * (N - 1), \
+        f"only {backlog} packets waiting: the stall did not bite"
+    assert any(s.busy for s in tb.sources), "no source was held back"
+    release = tb.clock.cycle
+    hold.held = False
+    await tb.run()
+    tb.final_checks()
+    after = [g for g in tb.fairness.grant_cycles if g >= release]
+    cocotb.log.info(f"mixed: {backlog} packets waited {stall} cycles; after the release "
+                    f"{len(after)} words in {after[-1] - after[0] + 1} cycles")
+
+    # hot spot: every port -> port 0
+    tb.phase(seed + 1, p_valid=1.0, p_ready=1.0)
+    for sink in tb.sinks:
+        sink.backpressure = lib.never()
+    hold.held = True
+    tb.sinks[0].backpressure = hold
+    per_port = 3 * DUT.fifo_depth + 4
+    tb.random_traffic(per_port, dest=0)
+    delivered0 = tb.sinks[0].count
+    await tb.clock.cycles(stall)
+    assert tb.sinks[0].count == delivered0, "a port held not ready received packets"
+    assert all(s.busy for s in tb.sources), "a source got every packet in: the stall did not bite"
+    release = tb.clock.cycle
+    first = len(tb.delivered[0])
+    hold.held = False
+    await tb.run()
+    tb.final_checks()
+    cycles = [c for _, c in tb.delivered[0][first:]]
+    assert len(cycles) == N * per_port
+    step = cycles_per_word_into_one_port()
+    # the words waiting in port 0's output FIFO leave back to back; from then on the
+    # bus refills it at its steady rate
+    held = DUT.fifo_depth
+    gaps = sorted({b - a for a, b in zip(cycles[held - 1:], cycles[held:])})
+    assert gaps == [step], \
+        f"after the release port 0 took words at gaps {gaps}, expected {step} cycle(s) each"
+    assert lib.back_to_back(cycles[:held]), "the words held in the output FIFO had gaps"
+    assert cycles[0] - release <= 2, f"first word {cycles[0] - release} cycles after the release"
+    cocotb.log.info(f"hot spot: {len(cycles)} words after the release, one per {step} cycle(s)")
+
+
+async def _reset_and_check_empty(tb, cycles=3):
+    """Synchronous reset; the sources' queued and offered packets are withdrawn (the
+    packets the bus had accepted are dropped by the reset). Then the bus must be empty:
+    no output valid, every input ready, and nothing may come out for a while."""
+    await tb.clock.reset(cycles)
+    for src in tb.sources:
+        lib.withdraw(src)
+    tb.phase(tb.rng.randrange(1 << 30), p_valid=1.0, p_ready=1.0)
+    for sink in tb.sinks:
+        sink.backpressure = lib.never()
+    await FallingEdge(tb.clock.clk)
+    for k in range(N):
+        assert not int(getattr(tb.dut, f"o__{k}__valid").value), f"o[{k}] valid after reset"
+        assert int(getattr(tb.dut, f"i__{k}__ready").value), f"i[{k}] not ready after reset"
+    counts = [s.count for s in tb.sinks]
+    await tb.clock.cycles(4 * DUT.latency + buffer_words())
+    assert [s.count for s in tb.sinks] == counts, "packets from before the reset came out"
+
+
+
+async def _clean_run(tb, seed, what):
+    """Random traffic with random gaps and backpressure after a reset: bit-exact."""
+    tb.phase(seed, p_valid=0.8, p_ready=0.6)
+    tb.random_traffic(30, bad_fraction=0.05)
+    await tb.run()
+    sent = tb.final_checks()
+    assert tb.scoreboard.checked > 0
+    cocotb.log.info(f"after reset {what}: {sent} packets exact")
+
+
+@cocotb.test()
+async def reset_in_every_state(dut):
+    """Synchronous reset in each state of the bus: idle; words crossing (a grant in the
+    reset cycle) with FIFOs partly full; every output held not ready with the FIFOs full
+    and inputs refused; and right after a release, while the backlog drains. After each
+    reset the bus is empty (no stale word ever comes out) and random traffic is exact."""
+    seed = lib.seed("reset_in_every_state")
+    tb = TB(dut)
+    await tb.start()
+    tb.phase(seed, 1.0, 1.0)
+
+    # 1. idle
+    await tb.clock.cycles(5)
+    await _reset_and_check_empty(tb)
+    await _clean_run(tb, seed + 1, "in idle")
+
+    # 2. mid-traffic: a word crossing in the cycle the reset starts, words in FIFOs
+    tb.phase(seed + 2, p_valid=1.0, p_ready=0.5)
+    tb.random_traffic(40)
+    await tb.clock.wait(lambda: tb.scoreboard.checked >= 10, 5000, "traffic")
+    await tb.clock.wait(lambda: int(dut.mon__valid.value) == 1, 100, "a grant")
+    assert tb.scoreboard.pending > 0, "nothing in flight at the reset"
+    await _reset_and_check_empty(tb)
+    await _clean_run(tb, seed + 3, "mid-traffic")
+
+    # 3. every output stalled, FIFOs full, inputs refused
+    tb.phase(seed + 4, p_valid=1.0, p_ready=1.0)
+    hold = lib.Hold(True)
+    for sink in tb.sinks:
+        sink.backpressure = hold
+    tb.random_traffic(3 * DUT.fifo_depth + 2)
+    await tb.clock.cycles(4 * buffer_words() + 20)
+    refused = [k for k in range(N) if not int(getattr(dut, f"i__{k}__ready").value)]
+    assert refused, "the stall filled no input FIFO"
+    await _reset_and_check_empty(tb)
+    await _clean_run(tb, seed + 5, "while stalled")
+
+    # 4. just after a long stall is released, the backlog draining
+    tb.phase(seed + 6, p_valid=1.0, p_ready=1.0)
+    hold = lib.Hold(True)
+    for sink in tb.sinks:
+        sink.backpressure = hold
+    tb.random_traffic(3 * DUT.fifo_depth + 2)
+    await tb.clock.cycles(4 * buffer_words() + 20)
+    hold.held = False
+    before = tb.scoreboard.checked
+    await tb.clock.wait(lambda: tb.scoreboard.checked >= before + 2, 100, "the drain")
+    assert tb.scoreboard.pending > 0
+    await _reset_and_check_empty(tb)
+    await _clean_run(tb, seed + 7, "while draining")
+
+
+@cocotb.test()
+async def address_and_field_limits(dut):
+    """Every source to destination 0 and n - 1 (delivered) and, where the address space
+    is larger than the bus, n and 2^addr_width - 1 (dropped, each counted by
+    ``mon.bad_dest``); source field 2^addr_width - 1 (overwritten), tags 0 and
+    2^tag_width - 1, data 0 and all ones, every kind."""
+    seed = lib.seed("address_and_field_limits")
+    tb = TB(dut)
+    await tb.start()
+    tb.phase(seed, p_valid=1.0, p_ready=0.7)
+    dests = [0, N - 1] + ([N, 2 ** AW - 1] if N < 2 ** AW else [])
+    for k in range(N):
+        for d in dests:
+            for kind in Kind:
+                for tag, word in ((0, 2 ** DW - 1), (2 ** TW - 1, 0), (2 ** TW - 1, 2 ** DW - 1)):
+                    tb.sources[k].send({"header": {"source": 2 ** AW - 1, "destination": d,
+                                                   "kind": kind, "tag": tag}, "data": word},
+                                       (d, kind, tag, word))
+    await tb.run()
+    sent = tb.final_checks()
+    bad = sum(1 for d in dests if d >= N) * N * len(Kind) * 3
+    assert sent == len(dests) * N * len(Kind) * 3
+    assert tb.dropped == bad and tb.fairness.bad == bad, (tb.dropped, tb.fairness.bad, bad)
+    cocotb.log.info(f"destinations {dests}: {sent} packets, {bad} dropped")

@@ -856,3 +856,41 @@ class ArrayBank(Part):
             elif op == ops.READ:
                 rd = self._word(self.model.read(row, col, n).reshape(self.arrays, n))
             h["rdata"].value = rd
+
+
+# ----------------------------------------------------------------------------- held stalls, reset helpers
+
+class Hold:
+    """Pause generator under the testbench's control: pauses in every cycle while
+    :attr:`held` is true (``sink.backpressure = hold``: the output held not ready for as
+    long as a test wants, then released at a chosen moment)."""
+
+    def __init__(self, held=False):
+        self.held = held
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return bool(self.held)
+
+
+def withdraw(source):
+    """Drop everything a :class:`StreamSource` has queued and the value it has on offer
+    (``valid`` low from now on), e.g. around a reset, so that nothing of the traffic
+    before it reaches the DUT after it; the source then takes new :meth:`~StreamSource.send`
+    values as usual. Returns how many values were dropped."""
+    dropped = len(source._queue) + (source._current is not None)
+    source.stop()
+    source._queue.clear()
+    source._current = None
+    source.bus.valid.value = 0
+    source._launch()
+    return dropped
+
+
+def back_to_back(cycles):
+    """Whether the transfer ``cycles`` (a sequence of cycle stamps) are consecutive: one
+    transfer per cycle, no gap."""
+    cycles = list(cycles)
+    return all(b - a == 1 for a, b in zip(cycles, cycles[1:]))

@@ -14,10 +14,10 @@ ODD = dict(small=False, params=dict(rows=24, cols=48, slc_bits=5, mlc_bits=6, re
                                     read_cycles=1))
 
 
-def _run(config, testcase=None, seed=None, quick=False):
+def _run(config, testcase=None, seed=None, quick=False, module="hyflexpim.tb.analog_tb"):
     seed = seed if seed is not None else int(os.environ.get("HYFLEXPIM_SEED", "1"))
     print(f"cocotb seed: HYFLEXPIM_SEED={seed}")
-    return run_block("analog_array", test_module="hyflexpim.tb.analog_tb", **config,
+    return run_block("analog_array", test_module=module, **config,
                      extra_env={"HYFLEXPIM_SEED": seed, "HYFLEXPIM_QUICK": int(quick)},
                      testcase=testcase)
 
@@ -25,6 +25,13 @@ def _run(config, testcase=None, seed=None, quick=False):
 def test_small_array_all_cases():
     passed, _ = _run(SMALL)
     assert passed == 5
+
+
+def test_small_array_long_stall_reconfiguration_reset():
+    """tb/analog_array_more_tb.py on the small array: a held stall, a tile with fewer
+    neurons after a full one, reset in every state of the control."""
+    passed, _ = _run(SMALL, module="hyflexpim.tb.analog_array_more_tb")
+    assert passed == 3
 
 
 def test_odd_geometry_and_adc_resolution():
@@ -44,3 +51,5 @@ def test_published_array_64x128():
 def test_published_array_64x128_all_cases():
     passed, _ = _run(DEFAULT)
     assert passed == 5
+    passed, _ = _run(DEFAULT, module="hyflexpim.tb.analog_array_more_tb")
+    assert passed == 3
