@@ -128,10 +128,14 @@ class RoundRobinArbiter(wiring.Component):
     is taken when ``advance`` is high in the same cycle (``valid & advance``); the
     priority then starts just after the granted requester. A requester that requests
     continuously is granted after at most ``n - 1`` grants to others.
+
+    ``first`` (a read-only observation signal, not a port: the formal harness reads it)
+    is the arbiter's only state, the requester with the highest priority this cycle.
     """
 
     def __init__(self, n):
         self._n = check_int("n", n, 1, 1024)
+        self.first = Signal(range(self._n), init=0)
         super().__init__({
             "request": In(n),
             "advance": In(1),
@@ -154,7 +158,7 @@ class RoundRobinArbiter(wiring.Component):
         # ``first``: the requester with the highest priority (just after the last grant).
         # Grant the lowest-numbered request at or after ``first``; if there is none, the
         # lowest-numbered request overall.
-        first = Signal(range(n), init=0)
+        first = self.first
         upper = Signal(n)
         m.d.comb += [
             self.valid.eq(self.request.any()),

@@ -203,6 +203,13 @@ CHECKS = [
           "flight never exceed the FIFO capacity, and a waiting port is granted within "
           "n_ports - 1 grants to others; any valid/ready/payload pattern, bounded to 12 cycles",
           _bus(), "bmc", 12, BUS_SCRIPT),
+    Check("bus_order_prove",
+          "shared bus (3 ports, FIFO depth 2; sim/formal_props.py with its invariants): the "
+          "same properties as bus_order for any number of cycles, by k-induction (depth 1); "
+          "the invariants tie every FIFO entry to its pair's counters and the arbiter's "
+          "pointer to the wait counters, and are proven with them",
+          lambda: formal_props.BusOrderHarness(n_ports=3, fifo_depth=2, invariants=True),
+          "prove", 1, BUS_SCRIPT),
 ]
 
 

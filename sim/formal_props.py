@@ -23,12 +23,38 @@ assertions then say, for every packet leaving port ``d``:
   grants to other ports.
 
 It is checked by bounded model checking (:func:`hyflexpim.sim.formal.run_bmc`, the
-``bus_order`` check); the tests are ``tests/test_bus_formal.py``, and docs/bus.md
-records the depth and time.
+``bus_order`` check) and, with ``invariants=True``, proven for any number of cycles by
+k-induction. An induction step may start in any state that satisfies the assertions, so
+``invariants=True`` adds assertions that describe every state reachable from reset (they
+are proven with the rest, not assumed):
+
+* FIFO bookkeeping (each ``SyncFIFOBuffered``, input and output): its read and write
+  pointers (the addresses of its memory's own ports) are in range and ``level - r_rdy``
+  words apart. Its entries, oldest first, are the output register (valid when ``r_rdy``)
+  and then the memory words from the read pointer on, ``level - r_rdy`` of them; the
+  harness reads them through a comb read port it adds to the memory
+  (:func:`_elaborate_now` elaborates the bus and its FIFOs inside the harness so that
+  it can);
+* headers: every entry of input FIFO ``k`` has source ``k`` and a destination below
+  ``n_ports``; every entry of output FIFO ``d`` has destination ``d`` and a source below
+  ``n_ports``;
+* sequence: the entries of pair ``(s, d)`` along its path, oldest first (output FIFO
+  ``d`` with source ``s``, then input FIFO ``s`` with destination ``d``), carry exactly
+  ``recv, recv + 1, ...`` (data, tag and kind), and there are ``sent - recv`` of them
+  (which gives the in-flight bound);
+* arbiter: its priority pointer (``RoundRobinArbiter.first``) is a port number, and for
+  every port ``k`` the grants ``k`` has waited plus the pointer's cyclic distance to
+  ``k`` are at most ``n_ports - 1`` (each grant to another port while ``k`` requests
+  moves the pointer strictly closer to ``k``); this gives the wait bound.
+
+With these, every assertion at a step follows from all of them at the step before:
+k-induction closes at depth 1. The tests are ``tests/test_bus_formal.py``, and
+docs/bus.md records the depths and times, and where the solver does not finish.
 """
 
 from amaranth.asserts import AnySeq
 from amaranth.hdl import Assert, Assume, Const, Elaboratable, Module, Mux, ResetSignal, Signal, signed
+from amaranth.lib import data
 
 from ..models.encoding import (INPUT_BITS, WEIGHT_OFFSET, bits_per_cell, column_weight,
                                slices_per_weight)
@@ -353,34 +379,131 @@ class ShiftAddProps(Elaboratable):
         return m
 
 
-class BusOrderHarness(Elaboratable):
-    """Properties of a ``SharedBus(n_ports, 32, fifo_depth)`` (see the module documentation)."""
+def _elaborate_now(obj, platform):
+    """Elaborate ``obj`` now and make its later elaboration return the same module, so that
+    a harness can reach what ``elaborate`` creates (submodules, memories) and observe it."""
+    module = obj.elaborate(platform)
+    obj.elaborate = lambda platform: module
+    return module
 
-    def __init__(self, n_ports=3, fifo_depth=2, tag_width=2, wait_bound=None):
+
+class BusOrderHarness(Elaboratable):
+    """Properties of a ``SharedBus(n_ports, 32, fifo_depth)`` (see the module documentation).
+
+    ``invariants``: also assert the inductive invariants (FIFO contents against the pair
+    counters, arbiter pointer against the wait counters) that make k-induction close;
+    needs a power-of-two ``fifo_depth`` (then a FIFO's inner level is exactly its
+    ``level - r_rdy``). ``expect_skew``: added to the sequence number a received packet
+    must carry (non-zero only in the tests, to show that a wrong expectation fails).
+    """
+
+    def __init__(self, n_ports=3, fifo_depth=2, tag_width=2, wait_bound=None, *,
+                 invariants=False, expect_skew=0):
+        if invariants and fifo_depth & (fifo_depth - 1):
+            raise ValueError(f"the inductive invariants need a power-of-two fifo_depth, "
+                             f"not {fifo_depth!r}")
         self.n_ports, self.fifo_depth, self.tag_width = n_ports, fifo_depth, tag_width
         # ``wait_bound`` below ``n_ports - 1`` must fail: the tests use it to show that the
         # solver reaches full contention.
         self.wait_bound = n_ports - 1 if wait_bound is None else wait_bound
+        self.invariants, self.expect_skew = invariants, expect_skew
 
-    def _sequence(self, m, check, pkt, peer, counters):
+    def _fields(self, m, check, pkt, number):
+        """``check`` that the packet ``pkt`` carries the sequence number ``number``
+        (``cw`` bits): data, tag and kind are derived from it."""
+        m.d.comb += [
+            check(pkt.data == number),
+            check(pkt.header.tag == number[:self.tag_width]),
+            check(pkt.header.kind.as_value() == number[:2]),
+        ]
+
+    def _sequence(self, m, check, pkt, peer, counters, skew=0):
         """``check`` (Assume when sent, Assert when received) that the packet ``pkt`` of
         the pair picked by ``peer`` is the pair's next: data, tag and kind equal its
-        counter, which then counts it."""
+        counter (plus ``skew``), which then counts it."""
         for k, count in enumerate(counters):
             with m.If(peer == k):
-                m.d.comb += [
-                    check(pkt.data == count),
-                    check(pkt.header.tag == count[:self.tag_width]),
-                    check(pkt.header.kind.as_value() == count[:2]),
-                ]
+                self._fields(m, check, pkt, (count + skew)[:len(count)] if skew else count)
                 m.d.sync += count.eq(count + 1)
+
+    def _slots(self, m, fifo, fm):
+        """The entries a ``SyncFIFOBuffered`` holds, oldest first, as ``(valid, packet)``:
+        its output register (``r_rdy``, ``r_data``), then its inner memory's words from
+        the read pointer on (``level - r_rdy`` of them), each read through an observation
+        port added to that memory. The pointers are the memory's own port addresses
+        (read: ``consume``, write: ``produce``); also asserts that they are in range and
+        ``inner level`` words apart (the FIFO states reset can reach)."""
+        # This reads SyncFIFOBuffered's internals (Amaranth 0.5: a memory ``storage`` with
+        # one write and one sync read port, ``level`` = inner level + ``r_rdy``). All of it
+        # ends up in assertions, so a misreading can make the proof fail, never pass.
+        layout = self._layout
+        storage = fm.submodules.storage
+        inner = storage.depth
+        (rd,), (wr,) = storage.read_ports, storage.write_ports
+        consume, produce = rd.addr, wr.addr
+        held = Signal(range(inner + 1), name="inner_level")
+        m.d.comb += held.eq(fifo.level - fifo.r_rdy)   # exact: depth a power of two
+        m.d.comb += [Assert(consume < inner), Assert(produce < inner)]
+        end = consume + held
+        m.d.comb += Assert(produce == Mux(end >= inner, end - inner, end))
+        out = [(fifo.r_rdy, data.View(layout, fifo.r_data))]
+        for j in range(inner):
+            peek = storage.read_port(domain="comb")
+            at = consume + j
+            m.d.comb += peek.addr.eq(Mux(at >= inner, at - inner, at))
+            out.append((held > j, data.View(layout, peek.data)))
+        return out
+
+    def _invariants(self, m, bus_m, platform, sent, recv, waits, cw):
+        """Assert the inductive strengthening (see the module documentation)."""
+        n = self.n_ports
+        slots = {}
+        for kind in ("in", "out"):
+            for k in range(n):
+                fifo = bus_m.submodules[f"{kind}_fifo_{k}"]
+                slots[kind, k] = self._slots(m, fifo, _elaborate_now(fifo, platform))
+        # Headers: an input FIFO's entries carry its port as source and a real
+        # destination; an output FIFO's entries its port as destination, a real source.
+        for k in range(n):
+            for valid, pkt in slots["in", k]:
+                with m.If(valid):
+                    m.d.comb += [Assert(pkt.header.source == k),
+                                 Assert(pkt.header.destination < n)]
+            for valid, pkt in slots["out", k]:
+                with m.If(valid):
+                    m.d.comb += [Assert(pkt.header.destination == k),
+                                 Assert(pkt.header.source < n)]
+        # Per pair (s, d): its entries along its path, oldest first (output FIFO d, then
+        # input FIFO s), carry recv, recv + 1, ..., and there are sent - recv of them.
+        for s in range(n):
+            for d in range(n):
+                path = [(v, p, p.header.source == s) for v, p in slots["out", d]] + \
+                       [(v, p, p.header.destination == d) for v, p in slots["in", s]]
+                ahead = Const(0, cw)
+                for i, (valid, pkt, mine) in enumerate(path):
+                    hit = Signal(name=f"held_{s}_{d}_{i}")
+                    m.d.comb += hit.eq(valid & mine)
+                    with m.If(hit):
+                        self._fields(m, Assert, pkt, (recv[s][d] + ahead)[:cw])
+                    ahead = (ahead + hit)[:cw]
+                m.d.comb += Assert((sent[s][d] - recv[s][d])[:cw] == ahead)
+        # Fairness: each grant to another port while port k waits moves the arbiter's
+        # priority pointer strictly closer to k (cyclically), so the grants k has waited
+        # plus the pointer's distance to k never exceed n - 1.
+        first = bus_m.submodules.arbiter.first
+        m.d.comb += Assert(first < n)
+        for k in range(n):
+            dist = Signal(range(n), name=f"rr_dist_{k}")
+            m.d.comb += dist.eq(Mux(first <= k, k - first, k + n - first))
+            m.d.comb += Assert(waits[k] + dist <= n - 1)
 
     def elaborate(self, platform):
         m = Module()
         n, tw = self.n_ports, self.tag_width
         m.submodules.dut = dut = SharedBus(n, 32, self.fifo_depth, tag_width=tw)
+        self._layout = dut.layout
         _no_reset(m)
-        cw = 8                                          # counter width: > BMC depth
+        cw = 8              # counter width: > BMC depth, > 2 * fifo_depth (packets in flight)
         sent = [[Signal(cw, name=f"sent_{s}_{d}") for d in range(n)] for s in range(n)]
         recv = [[Signal(cw, name=f"recv_{s}_{d}") for d in range(n)] for s in range(n)]
         for s in range(n):
@@ -397,7 +520,8 @@ class BusOrderHarness(Elaboratable):
             q = dut.o[d].payload
             with m.If(dut.o[d].valid & dut.o[d].ready):
                 m.d.comb += [Assert(q.header.destination == d), Assert(q.header.source < n)]
-                self._sequence(m, Assert, q, q.header.source, [recv[s][d] for s in range(n)])
+                self._sequence(m, Assert, q, q.header.source, [recv[s][d] for s in range(n)],
+                               self.expect_skew)
         for s in range(n):
             for d in range(n):
                 m.d.comb += Assert((sent[s][d] - recv[s][d])[:cw] <= 2 * self.fifo_depth)
@@ -410,4 +534,6 @@ class BusOrderHarness(Elaboratable):
             with m.Elif(mon.valid):
                 m.d.sync += waits[k].eq(waits[k] + 1)
             m.d.comb += Assert(waits[k] <= self.wait_bound)
+        if self.invariants:
+            self._invariants(m, _elaborate_now(dut, platform), platform, sent, recv, waits, cw)
         return m
