@@ -40,8 +40,9 @@ import cocotb
 from hyflexpim.rtl.bus import Kind, AggReg
 from hyflexpim.rtl.pu import BridgeReg, ProcessingUnit, route_value
 from hyflexpim.tb import lib
-from hyflexpim.tb.pu_tb import (Layer, TB, config, crossbar_bank, cycles_per_vector, packet,
-                                pu_config, out_words, input_vectors, int8_stats, BER)
+from hyflexpim.tb.pu_tb import (Layer, LayerScoreboard, TB, config, crossbar_bank,
+                                cycles_per_vector, packet, pu_config, out_words,
+                                input_vectors, int8_stats, BER)
 
 P = lib.params()
 CHIP = lib.design()
@@ -210,3 +211,67 @@ async def split_layer_noise_off(dut):
 async def split_layer_noise_on(dut):
     """The same with programming noise, IO gaps and backpressure."""
     await split_layer(dut, "split_layer_noise_on", BER, p_ready=0.4, p_valid=0.7)
+
+
+def _bank(dut, clock, placed):
+    """A crossbar bank answering the chip's arrays (global index ``PU p``'s array ``a`` =
+    ``p * arrays + a``) from ``placed``: ``{index: crossbar}``, the others tied off."""
+    bank = lib.CrossbarBank(dut, clock, PU.params.rows)
+    for a in range(N_PUS * PU.n_arrays):
+        if a in placed:
+            bank.add(f"xbar__{a}", placed[a])
+        else:
+            bank.tie_off(f"xbar__{a}")
+    return bank
+
+
+@cocotb.test()
+async def narrower_layers_after_wider_ones(dut):
+    """Two layers (32 x 12 on PU 0 -> 12 x 12 on PU 1, both with the SFU path), then on
+    the same chip, without reset, two narrower ones: 16 x 6 on PU 0 -> 6 x 4 on PU 1,
+    each on arrays 3 and 2 of its PU in the other cell mode than before (scatter masks,
+    tables, PARTS 2 -> 1 on PU 0, OUTPUTS 12 -> 6 / 4 rewritten; arrays 0 and 1 keep the
+    wide layers' tables, chunk 1 of PU 0 its mask). Every word PU 0 hands to PU 1 and
+    every word at the IO port exact, none extra (no stale TABLE, MASK, PARTS or OUTPUTS
+    entry in any word)."""
+    seed = lib.seed("narrower_layers_after_wider_ones")
+    rng = np.random.default_rng(seed)
+    slc = PU.params.neurons("slc")
+    pu0, pu1 = CHIP.pu_port(0), CHIP.pu_port(1)
+    l1 = Layer(PU, rng, 32, 12, slc, None, seed)
+    l2 = Layer(PU, rng, 12, 12, slc, None, seed + 1)
+    l3 = Layer(PU, rng, 16, 6, 2, None, seed + 2)
+    l4 = Layer(PU, rng, 6, 4, 2, None, seed + 3)
+    assert [t.mode for t in l1.tiles] == ["slc", "mlc", "slc", "mlc"]
+    assert [t.mode for t in l2.tiles] == ["slc", "mlc"]
+    assert [t.mode for t in l3.tiles] == ["slc", "mlc"] == [t.mode for t in l4.tiles]
+    xa, xb = input_vectors(seed, 2, 32), input_vectors(seed + 1, 2, 16)
+    l1.set_sfu(xa)
+    l2.set_sfu(np.array([l1.golden(x) for x in xa]), gelu=False)
+    l3.set_sfu(xb)
+    l4.set_sfu(np.array([l3.golden(x) for x in xb]))
+    n = PU.n_arrays
+    tb = TB(dut, seed, [l1, l2], PU, CHIP.layout, p_valid=0.8, p_ready=0.6, source=pu1)
+    bank = _bank(dut, tb.clock, {**{t: tile.crossbar for t, tile in enumerate(l1.tiles)},
+                                 **{n + t: tile.crossbar for t, tile in enumerate(l2.tiles)}})
+    await tb.start()
+    hand = Handoff(l1, xa)
+    mon = pu0_monitor(dut, tb.clock, hand.check)
+    bound = 8 * 2 * cycles_per_vector(PU, "mlc") + 5000
+    await tb.run(pu_config(l1, PU, pu0, act_route=pu1)
+                 + pu_config(l2, PU, pu1, act_route=CHIP.IO_PORT), xa, pu0, bound)
+    assert hand.checked == len(hand.expected)
+    assert bank.samples == 8 * len(xa) * (len(l1.tiles) + len(l2.tiles))
+    bank.stop()
+    # the narrower pair: arrays 3 (SLC, was MLC) and 2 (MLC, was SLC) of each PU
+    at = [3, 2]
+    bank = _bank(dut, tb.clock, {**{a: t.crossbar for a, t in zip(at, l3.tiles)},
+                                 **{n + a: t.crossbar for a, t in zip(at, l4.tiles)}})
+    hand = Handoff(l3, xb)
+    mon.callback = lambda value, cycle: hand.check(packet(value))
+    tb.layers = [l3, l4]
+    tb.scoreboard = LayerScoreboard([l3, l4], PU, pu1)
+    await tb.run(pu_config(l3, PU, pu0, act_route=pu1, arrays=at)
+                 + pu_config(l4, PU, pu1, act_route=CHIP.IO_PORT, arrays=at), xb, pu0, bound)
+    assert hand.checked == len(hand.expected)
+    assert bank.samples == 8 * len(xb) * (len(l3.tiles) + len(l4.tiles))

@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 import cocotb
+from amaranth.hdl import Shape
 from hyflexpim.models.digital_pim import MASKED, command_cycles, run_cycles
 from hyflexpim.rtl.digital_pim import Cmd
 from hyflexpim.tb import lib
@@ -32,6 +33,7 @@ A, C, D, T, H, L = LAY.arrays, LAY.cols, LAY.head_dim, LAY.max_seq, LAY.heads, D
 CMD = DUT.i.payload.shape()
 RES = DUT.o.payload.shape()
 QUICK = bool(lib.params().get("quick", False))
+ARG_MAX = (1 << Shape.cast(CMD["arg"].shape).width) - 1     # the largest arg a header carries
 REPORT = os.environ.get("HYFLEXPIM_REPORT")
 
 
@@ -96,12 +98,13 @@ def _chunks(x):
 class TB:
     """Clock, command source, result sink, scoreboard, array bank and host model."""
 
-    def __init__(self, dut, name, idle=0.0, backpressure=0.0, stall=None):
+    def __init__(self, dut, name, idle=0.0, backpressure=0.0, stall=None, hold=None):
         self.dut = dut
         self.seed = lib.seed(name)
         self.rng = np.random.default_rng(self.seed)
         self._prng = lib.rng(self.seed)
         self.idle, self.backpressure, self.stall = idle, backpressure, stall
+        self.hold = hold                    # a lib.Hold: the output held at the test's will
         self.clock = lib.TbClock(dut)
         self.board = lib.Scoreboard(name=name)
         self.host = Host()
@@ -113,7 +116,8 @@ class TB:
         self.bank = ArrayBank(d, self.clock)
         self.src = lib.StreamSource(d, "i", self.clock, layout=CMD,
                                     idle=lib.random_pauses(self.idle, self._prng))
-        bp = (lib.pattern(self.stall) if self.stall is not None
+        bp = (self.hold if self.hold is not None else
+              lib.pattern(self.stall) if self.stall is not None
               else lib.random_pauses(self.backpressure, self._prng))
         self.sink = lib.StreamSink(d, "o", self.clock, layout=RES, backpressure=bp,
                                    callback=lambda value, cycle: self.board.check(value, cycle=cycle))
@@ -353,3 +357,92 @@ async def command_cycles_equal_the_model(dut):
                    max_seq=T)
     assert not wrong, "; ".join(wrong)
     tb.done(1)
+
+
+@cocotb.test()
+async def boundaries_of_n_keys_and_max_seq(dut):
+    """``n_keys`` at 0 (all keys), length - 1, length, max_seq, max_seq + 1 and the
+    largest value the ``arg`` field holds (2^w - 1: above the length, so all keys, as
+    documented); APPEND of max_seq + 1 and of 2^w - 1 tokens on an empty cache (the
+    first max_seq stored, the rest consumed and dropped), of 2 on a cache of max_seq - 1
+    (one stored), of 0; products on the empty cache. Every result beat exact, the
+    length in ``status`` as documented."""
+    tb = TB(dut, "boundaries_of_n_keys_and_max_seq", idle=0.2, backpressure=0.2)
+    await tb.start()
+    dut.cfg.value = 0
+    above = sorted({T, T + 1, ARG_MAX})
+    n_products = 0
+
+    async def products(length, scores, contexts):
+        nonlocal n_products
+        for n_keys in scores:
+            tb.scores(tb.rand(D), n_keys)
+        for n_keys in contexts:
+            tb.context(tb.rand(length), n_keys)
+        n_products += len(scores) + len(contexts)
+        await tb.settle()
+        assert _uint(dut.status) >> 1 == length
+
+    tb.clear()
+    tb.scores(tb.rand(D), 0)                   # empty cache: no beat
+    tb.scores(tb.rand(D), ARG_MAX)
+    await tb.settle()
+    await _fill(tb, 0, T - 1, per_token=False)
+    await products(T - 1, [0, T - 2, T - 1] + above, [T - 1, ARG_MAX])
+    tb.append(tb.rand(2, D), tb.rand(2, D))    # one stored, one dropped
+    await products(T, [T - 1] + above, [0, T + 1])
+    for n in (T + 1, ARG_MAX):
+        tb.clear()
+        tb.append(tb.rand(n, D), tb.rand(n, D))    # max_seq stored, the rest dropped
+        await products(T, [n], [ARG_MAX])
+    tb.src.send({"cmd": Cmd.APPEND, "arg": 0})
+    tb.append(tb.rand(ARG_MAX, D), tb.rand(ARG_MAX, D))   # a full cache: all dropped
+    await products(T, [T + 1], [T])
+    tb.done(n_products)
+
+
+@cocotb.test()
+async def reset_in_every_state(dut):
+    """Reset while idle, during an APPEND's data beats, right after a CLEAR, during a
+    product run and with the output FIFO full (output held, the run waiting for room):
+    every time the caches are empty afterwards (``status`` 0) and a fresh fill and its
+    products are exact (the tokens cached before the reset, still in the arrays, are
+    never read)."""
+    hold = lib.Hold(False)
+    tb = TB(dut, "reset_in_every_state", hold=hold)
+    await tb.start()
+    dut.cfg.value = 0
+    for state in ("idle", "append", "clear", "product", "output full"):
+        await _fill(tb, 0, T, per_token=False)
+        await tb.settle()
+        start = len(tb.bank.log)
+        if state == "append":
+            tb.clear()
+            tb.append(tb.rand(3, D), tb.rand(3, D))
+            await tb.clock.wait(lambda: len(tb.bank.log) >= start + 2, 10_000, "the append")
+        elif state == "clear":
+            tb.clear()
+            await tb.clock.wait(lambda: not tb.src.busy, 1000, "the clear")
+        elif state == "product":
+            tb.scores(tb.rand(D))
+            await tb.clock.wait(lambda: len(tb.bank.log) >= start + 7, 10_000, "the run")
+        elif state == "output full":
+            hold.held = True
+            for _ in range(3):
+                tb.scores(tb.rand(D))
+            await tb.clock.cycles(4 * run_cycles(-(-T // A) * D, cols=C) + 200)
+            assert tb.src.busy or _uint(dut.status) & 1
+        cocotb.log.info(f"digital_pim: reset {state}")
+        await tb.clock.reset()
+        lib.withdraw(tb.src)
+        tb.board.flush()
+        tb.host = Host()
+        hold.held = False
+        await tb.clock.cycles(3)
+        assert _uint(dut.status) == 0, f"status {_uint(dut.status):#x} after the reset"
+        await _fill(tb, 0, A + 1, per_token=True)
+        tb.scores(tb.rand(D))
+        tb.scores(tb.rand(D), n_keys=T + 1)
+        tb.context(tb.rand(A + 1), n_keys=A)
+        await tb.settle()
+    tb.done(3)

@@ -8,6 +8,11 @@ every lane) in order with the golden model :mod:`hyflexpim.models.fp16.ops`. The
 is rebuilt from the registry (block ``fp16_<op>``, :func:`hyflexpim.tb.lib.design`); its
 name gives the operator and its port layouts pack the transfers.
 
+Two more tests on any unit: :func:`long_stall_then_full_rate` (output held for 10 x the
+pipeline depth while operands keep coming, then one result per cycle) and
+:func:`reset_in_every_state` (idle, mid-pipeline, output waiting, input stalled; then a
+fresh batch exact).
+
 The vector sets and the golden reference of each unit are plain functions here
 (:func:`vectors`, :func:`expected`, :func:`pack`, :func:`unpack`), shared by the
 Amaranth-simulator tests and the benchmark (they work without cocotb).
@@ -292,3 +297,116 @@ if lib.cocotb is not None:
         cocotb.log.info(f"fp16 {op}: {n} results in {cycles} cycles, "
                         f"{'bit-exact' if not bad else 'MISMATCH'}")
         assert not bad, "\n".join(bad)
+
+
+# ----------------------------------------------------------------------------- long stalls, reset
+
+if lib.cocotb is not None:
+
+    def _unit_and_vectors(name, n):
+        unit = lib.design()
+        op = os.environ["HYFLEXPIM_BLOCK"].removeprefix("fp16_")
+        seed = lib.seed(name)
+        v = vectors(op, seed)
+        # the first n operand sets (specials x specials first, then the random ones)
+        rng = np.random.default_rng(seed)
+        pick = np.concatenate([np.arange(min(n // 2, len(next(iter(v.values()))))),
+                               rng.integers(0, len(next(iter(v.values()))), n - n // 2)])
+        v = {k: col[pick] for k, col in v.items()}
+        return unit, op, v
+
+    class _HeldIO:
+        def __init__(self, dut):
+            self.clock = lib.TbClock(dut)
+            self.hold = lib.Hold(False)
+            self.source = lib.StreamSource(dut, "i", self.clock)
+            self.sink = lib.StreamSink(dut, "o", self.clock, backpressure=self.hold, keep=True)
+
+        def results(self, op, v, lanes):
+            n = len(next(iter(v.values())))
+            return unpack(op, [w for w, _ in self.sink.received], n, lanes)
+
+    @cocotb.test()
+    async def long_stall_then_full_rate(dut):
+        """Output held not ready for 10 x the pipeline depth while the input keeps
+        offering operands (it must be held back once the pipeline is full), then
+        released: every result and flag exact and in order, and from the release on
+        one result per cycle (the input keeps up); three rounds."""
+        unit, op, v = _unit_and_vectors("long_stall_then_full_rate", 600)
+        lanes, depth = unit.lanes, unit.latency
+        words = pack(op, v, lanes)
+        io = _HeldIO(dut)
+        await io.clock.start()
+        third = len(words) // 3
+        stall = 10 * depth + 20
+        for rnd in range(3):
+            chunk = words[rnd * third:(rnd + 1) * third if rnd < 2 else len(words)]
+            io.hold.held = True
+            base = io.sink.count
+            taken = io.source.sent
+            for w in chunk:
+                io.source.send(w)
+            await io.clock.cycles(stall)
+            assert io.sink.count == base, "a result left while the output was held"
+            inside = io.source.sent - taken
+            assert io.source.busy and inside <= depth + 2, \
+                f"{inside} operand sets entered a pipeline of depth {depth} with its output held"
+            io.hold.held = False
+            await io.clock.wait(lambda: io.sink.count == base + len(chunk), 100 * len(chunk),
+                                "the results", events=True)
+            out = [c for _, c in io.sink.received[base:]]
+            assert lib.back_to_back(out), \
+                (f"round {rnd}: {len(out)} results after the release took "
+                 f"{out[-1] - out[0] + 1} cycles")
+            cocotb.log.info(f"fp16 {op}: round {rnd}: {inside} operand sets inside during "
+                            f"a {stall}-cycle stall, {len(out)} results back to back after")
+        got_r, got_f = io.results(op, v, lanes)
+        bad = mismatches(op, v, got_r, got_f)
+        assert not bad, "\n".join(bad)
+
+    @cocotb.test()
+    async def reset_in_every_state(dut):
+        """Reset while idle, mid-pipeline (operands in, no result out yet), with results
+        waiting for a held output and with the input held back behind a full pipeline;
+        after each, a fresh batch comes out exact (nothing of the traffic before the
+        reset, nothing twice)."""
+        unit, op, v = _unit_and_vectors("reset_in_every_state", 200)
+        lanes, depth = unit.lanes, unit.latency
+        words = pack(op, v, lanes)
+        io = _HeldIO(dut)
+        await io.clock.start()
+        for state in ("idle", "mid-pipeline", "output waiting", "input stalled"):
+            if state == "mid-pipeline":
+                for w in words[:max(1, depth - 1)]:
+                    io.source.send(w)
+                await io.clock.wait(lambda: not io.source.busy, 1000, "operands", events=True)
+                assert io.sink.count == 0
+            elif state == "output waiting":
+                io.hold.held = True
+                for w in words[:depth // 2 + 1]:
+                    io.source.send(w)
+                await io.clock.cycles(3 * depth + 10)
+                assert io.sink.count == 0 and not io.source.busy
+            elif state == "input stalled":
+                io.hold.held = True
+                for w in words[:3 * depth + 8]:
+                    io.source.send(w)
+                await io.clock.cycles(3 * depth + 10)
+                assert io.sink.count == 0 and io.source.busy
+            cocotb.log.info(f"fp16 {op}: reset {state}")
+            await io.clock.reset()
+            lib.withdraw(io.source)
+            io.sink.received.clear()
+            io.sink.count = 0
+            io.hold.held = False
+            for w in words:
+                io.source.send(w)
+            await io.clock.wait(lambda: io.sink.count >= len(words), 20 * len(words) + 100,
+                                "the results after the reset", events=True)
+            await io.clock.cycles(depth + 10)
+            assert io.sink.count == len(words), f"{io.sink.count} results, {len(words)} sent"
+            got_r, got_f = io.results(op, v, lanes)
+            bad = mismatches(op, v, got_r, got_f)
+            assert not bad, f"after reset {state}: " + "\n".join(bad)
+            io.sink.received.clear()
+            io.sink.count = 0

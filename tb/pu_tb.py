@@ -139,20 +139,17 @@ def array_config(pu, pu_dest, t, tile, offset=0):
     return cfg
 
 
-def pu_config(layer, pu, pu_dest, act_route=0):
+def pu_config(layer, pu, pu_dest, act_route=0, arrays=None):
     """CONFIG packets (destination, kind, tag, data) programming ``pu`` for ``layer``.
 
     ``pu_dest``: the PU's global address; ``act_route``: where its activation words go
     (global address). With ``layer.sfu`` set the aggregator feeds the digital module;
-    otherwise INT32 RESULT packets leave the PU (to global address 0).
+    otherwise INT32 RESULT packets leave the PU (to global address 0). ``arrays``: the
+    PU array of each tile (default: tile ``t`` on array ``t``).
     """
     agg, dig = pu.agg_port, pu.digital_port(0) if pu.n_digital else None
-    cfg = [c for t, tile in enumerate(layer.tiles) for c in array_config(pu, pu_dest, t, tile)]
-    for c in range(layer.parts):
-        mask = sum(1 << t for t in range(len(layer.tiles)) if layer.chunk(t) == c)
-        for j in range(pu.mask_regs):
-            cfg.append(config(pu_dest, BridgeReg.MASK, (mask >> (16 * j)) & 0xFFFF, tag=c,
-                              index=j))
+    cfg = array_configs(layer, pu, pu_dest, arrays)
+    cfg += mask_configs(layer, pu, pu_dest, arrays)
     cfg += [config(pu_dest, AggReg.PARTS, layer.parts, port=agg),
             config(pu_dest, BridgeReg.ROUTE, route_value(0, Kind.RESULT),
                    index=Kind.RESULT.value),
@@ -167,6 +164,27 @@ def pu_config(layer, pu, pu_dest, act_route=0):
                            (DigReg.GELU, int(gelu)), (DigReg.DEST, 0),
                            (DigReg.OUTPUTS, layer.n), (DigReg.WORDS, layer.out_words)):
             cfg.append(config(pu_dest, reg, value, port=dig))
+    return cfg
+
+
+def array_configs(layer, pu, pu_dest, arrays=None):
+    """The CONFIG packets of :func:`array_config` for every tile of ``layer``, tile ``t``
+    on PU array ``arrays[t]`` (default ``t``)."""
+    at = list(arrays) if arrays is not None else list(range(len(layer.tiles)))
+    return [c for t, tile in enumerate(layer.tiles)
+            for c in array_config(pu, pu_dest, at[t], tile)]
+
+
+def mask_configs(layer, pu, pu_dest, arrays=None):
+    """The bridge's scatter masks of ``layer``'s row chunks (tile ``t`` on PU array
+    ``arrays[t]``, default ``t``)."""
+    at = list(arrays) if arrays is not None else list(range(len(layer.tiles)))
+    cfg = []
+    for c in range(layer.parts):
+        mask = sum(1 << at[t] for t in range(len(layer.tiles)) if layer.chunk(t) == c)
+        for j in range(pu.mask_regs):
+            cfg.append(config(pu_dest, BridgeReg.MASK, (mask >> (16 * j)) & 0xFFFF, tag=c,
+                              index=j))
     return cfg
 
 
@@ -250,8 +268,10 @@ class TB:
     """IO side of one PU (or of a chip: ``layers`` on consecutive PUs); ``pu`` gives the
     PU geometry, ``layout`` the packet layout of ``i`` / ``o``."""
 
-    def __init__(self, dut, seed, layers, pu, layout, p_valid=1.0, p_ready=0.7, source=0):
+    def __init__(self, dut, seed, layers, pu, layout, p_valid=1.0, p_ready=0.7, source=0,
+                 backpressure=None):
         self.dut, self.layers, self.pu, self.layout = dut, layers, pu, layout
+        self.backpressure = backpressure          # a pause generator instead of p_ready
         self.rng = np.random.default_rng(seed)
         self.prng = lib.rng(seed)
         self.p_valid, self.p_ready = p_valid, p_ready
@@ -264,7 +284,8 @@ class TB:
             idle=lib.random_pauses(1 - self.p_valid, lib.rng(self.prng.random())))
         self.sink = lib.StreamSink(
             self.dut, "o", self.clock, layout=self.layout,
-            backpressure=lib.random_pauses(1 - self.p_ready, lib.rng(self.prng.random())),
+            backpressure=(self.backpressure if self.backpressure is not None else
+                          lib.random_pauses(1 - self.p_ready, lib.rng(self.prng.random()))),
             callback=lambda value, cycle: self.scoreboard.check(packet(value), cycle))
         await self.clock.start()
 
@@ -493,3 +514,210 @@ async def attention_head(dut):
 async def attention_head_causal(dut):
     """The same with the causal mask (query t sees keys 0..t)."""
     await attention_test(dut, "attention_head_causal", causal=True)
+
+
+# ------------------------------------------------------------------ reconfiguration, stalls, reset
+
+def _small_layer(pu, rng, m, n, n_slc, seed):
+    return Layer(pu, rng, m, n, n_slc, None, seed)
+
+
+async def _run_layer(tb, layer, xs, dest=1, config_packets=None, bound=None):
+    """Run ``xs`` through ``layer`` on ``tb`` (a fresh scoreboard of that layer; the
+    configuration packets first)."""
+    tb.layers = [layer]
+    port = tb.pu.digital_port(0) if layer.sfu else tb.pu.agg_port
+    tb.scoreboard = LayerScoreboard([layer], tb.pu, port % (1 << tb.pu.ext_addr_width))
+    bound = bound or 4 * len(xs) * cycles_per_vector(tb.pu, "mlc") + 3000
+    return await tb.run(config_packets or [], xs, dest, bound)
+
+
+def _bank(dut, clock, pu, placed):
+    """A crossbar bank answering ``pu``'s arrays from ``placed``: ``{array: crossbar}``,
+    the others tied off."""
+    bank = lib.CrossbarBank(dut, clock, pu.params.rows)
+    for a in range(pu.n_arrays):
+        if a in placed:
+            bank.add(f"xbar__{a}", placed[a])
+        else:
+            bank.tie_off(f"xbar__{a}")
+    return bank
+
+
+@cocotb.test()
+async def narrower_layer_after_a_wider_one(dut):
+    """Layer 1 (32 x 12, two row chunks, four arrays: SLC, MLC, SLC, MLC, SFU with GELU);
+    then on the same PU, without reset, layer 2 (16 x 6, one chunk, INT32 out) on arrays
+    3 and 2, each in the other cell mode than in layer 1: the chunk-0 scatter mask, the
+    tables of arrays 2 and 3, PARTS (2 -> 1) and the aggregator's DEST rewritten, arrays
+    0 and 1 keeping layer 1's tables, chunk 1 its mask; then layer 3 (16 x 6, SFU, GELU
+    off) on arrays 0 and 1 (modes switched again), its configuration streamed right
+    behind layer 2's last input words while layer 2's SLC and MLC results are still in
+    flight. Every output word exact, none extra (no stale TABLE, MASK or PARTS entry;
+    the digital module's bytes 6.. of every word 0 although layer 1 wrote 12 outputs)."""
+    pu = lib.design()
+    seed = lib.seed("narrower_layer_after_a_wider_one")
+    rng = np.random.default_rng(seed)
+    l1 = _small_layer(pu, rng, 32, 12, pu.params.neurons("slc"), seed)
+    l2 = _small_layer(pu, rng, 16, 6, 2, seed + 1)
+    l3 = _small_layer(pu, rng, 16, 6, 2, seed + 2)
+    assert [t.mode for t in l1.tiles] == ["slc", "mlc", "slc", "mlc"]
+    assert [t.mode for t in l2.tiles] == ["slc", "mlc"] == [t.mode for t in l3.tiles]
+    x1, x2, x3 = (input_vectors(seed + k, 2, m) for k, m in ((0, 32), (1, 16), (2, 16)))
+    l1.set_sfu(x1, gelu=True)
+    l3.set_sfu(x3, gelu=False)
+    l2.sfu = None
+    tb = TB(dut, seed, [l1], pu, pu.ext_layout, p_valid=0.8, p_ready=0.7)
+    bank = _bank(dut, tb.clock, pu, {t: tile.crossbar for t, tile in enumerate(l1.tiles)})
+    await tb.start()
+    await _run_layer(tb, l1, x1, config_packets=pu_config(l1, pu, 1))
+    assert bank.samples == 8 * len(x1) * 4
+    bank.stop()
+    # layer 2 on arrays 3 (SLC, was MLC) and 2 (MLC, was SLC); layer 3 on 1 (SLC, was
+    # MLC) and 0 (MLC, was SLC)
+    at2, at3 = [3, 2], [1, 0]
+    bank = _bank(dut, tb.clock, pu, {**{a: t.crossbar for a, t in zip(at2, l2.tiles)},
+                                     **{a: t.crossbar for a, t in zip(at3, l3.tiles)}})
+    await _run_layer(tb, l2, x2, config_packets=pu_config(l2, pu, 1, arrays=at2))
+    assert bank.samples == 8 * len(x2) * 2
+    # layer 2 again (SFU path, layer 3's scales) with layer 3's arrays and chunk mask
+    # written right behind its last input words
+    l2.sfu = l3.sfu
+    cfg = pu_config(l2, pu, 1, arrays=at2)
+    mid = array_configs(l3, pu, 1, at3) + mask_configs(l3, pu, 1, at3)
+    tb.layers = [l2]
+    sb = tb.scoreboard = LayerScoreboard([l2], pu, pu.digital_port(0) % (1 << pu.ext_addr_width))
+    for c in cfg:
+        tb.push(*c)
+    await tb.clock.wait(lambda: not tb.source.busy, 5000, "configuration")
+    xs = list(x2) + list(x3)
+    v_next, start = 0, tb.clock.cycle
+    bound = 6 * len(xs) * cycles_per_vector(pu, "mlc") + 5000
+    while v_next < len(xs) or not all(sb.done(v) for v in range(len(sb.vectors))):
+        if v_next < len(xs) and (v_next < 2 or sb.done(v_next - 2)):
+            if v_next == len(x2):
+                sb.layers = tb.layers = [l3]
+            sb.add(xs[v_next], tb.clock.cycle)
+            tb.send_vector(xs[v_next], 1)
+            if v_next == len(x2) - 1:
+                # the next layer's configuration right behind the last input words
+                in_flight = [v for v in range(len(sb.vectors)) if not sb.done(v)]
+                assert in_flight, "nothing in flight when the configuration was sent"
+                for c in mid:
+                    tb.push(*c)
+            v_next += 1
+        await tb.clock.cycles(1)
+        assert tb.clock.cycle - start < bound, "the layers did not finish"
+    await tb.clock.cycles(50)
+    assert sb.checked == len(xs) * l3.out_words
+    assert bank.samples == 8 * 2 * (len(x2) + len(xs))
+
+
+@cocotb.test()
+async def long_stall_then_full_rate(dut):
+    """The PU's output held not ready for 3 vector times (every array's conversion of a
+    vector, several times over) while two vectors' input words keep arriving, then
+    released; two rounds. The results wait inside (digital module, inner bus, bridge;
+    the arrays and the aggregator held back), every INT8 word exact and in order, none
+    before the release, and at the release the words of both vectors (complete by then)
+    leave back to back, one per cycle."""
+    pu = lib.design()
+    seed = lib.seed("pu_long_stall_then_full_rate")
+    rng = np.random.default_rng(seed)
+    layer = _small_layer(pu, rng, 32, 12, pu.params.neurons("slc"), seed)
+    xs = input_vectors(seed, 4, 32)
+    layer.set_sfu(xs)
+    hold = lib.Hold(True)
+    tb = TB(dut, seed, [layer], pu, pu.ext_layout, backpressure=hold)
+    bank = crossbar_bank(dut, tb.clock, layer)
+    await tb.start()
+    out = []
+    check = tb.sink.callback
+    tb.sink.callback = lambda value, cycle: (out.append(cycle), check(value, cycle))
+    stall = 3 * cycles_per_vector(pu, "mlc")
+    releases = []
+
+    async def driver():
+        sb = tb.scoreboard
+        for rnd in range(2):
+            await tb.clock.wait(lambda: len(sb.vectors) >= 2 * rnd + 2, 200_000, "two vectors")
+            n_out = len(out)
+            hold.held = True
+            await tb.clock.cycles(stall)
+            assert len(out) == n_out, "a word left while the output was held"
+            releases.append(len(out))
+            hold.held = False
+            await tb.clock.wait(lambda: sb.done(2 * rnd + 1), 200_000, "the vectors",
+                                events=True)
+
+    task = cocotb.start_soon(driver())
+    await tb.run(pu_config(layer, pu, 1), xs, 1,
+                 4 * len(xs) * cycles_per_vector(pu, "mlc") + 3 * stall + 3000)
+    await task
+    per_round = 2 * layer.out_words
+    for rnd, first in enumerate(releases):
+        cycles = out[first:first + per_round]
+        assert len(cycles) == per_round and lib.back_to_back(cycles), \
+            f"round {rnd}: {per_round} words after the release at cycles {cycles}"
+    assert bank.samples == 8 * len(xs) * len(layer.tiles)
+
+
+@cocotb.test()
+async def reset_in_every_state(dut):
+    """Reset with the PU configured and idle, half-way through a vector's input words,
+    with the arrays converting, and with results waiting behind a held output. After
+    each the registers are at their documented reset values: every scatter mask 0, so
+    a vector sent without configuration reaches no array and nothing comes out; then
+    the layer configured again runs exact (INT32 and SFU path alternately)."""
+    pu = lib.design()
+    seed = lib.seed("pu_reset_in_every_state")
+    rng = np.random.default_rng(seed)
+    layer = _small_layer(pu, rng, 32, 12, pu.params.neurons("slc"), seed)
+    xs = input_vectors(seed, 2, 32)
+    hold = lib.Hold(False)
+    tb = TB(dut, seed, [layer], pu, pu.ext_layout, backpressure=hold)
+    bank = crossbar_bank(dut, tb.clock, layer)
+    await tb.start()
+    got = []
+    check = tb.sink.callback
+    tb.sink.callback = lambda value, cycle: (got.append(packet(value)), check(value, cycle))
+    cpv = cycles_per_vector(pu, "mlc")
+    for k, state in enumerate(("idle", "input words", "converting", "output waiting")):
+        layer.sfu = None
+        if k % 2:
+            layer.set_sfu(xs)
+        await _run_layer(tb, layer, xs[k % 2:k % 2 + 1], config_packets=pu_config(layer, pu, 1))
+        samples = bank.samples
+        words = layer.words(xs[0])
+        if state == "input words":
+            for w in words[:len(words) // 2]:
+                tb.push(1, Kind.ACTIVATION, *w)
+            await tb.clock.wait(lambda: not tb.source.busy, 2000, "the words")
+        elif state == "converting":
+            for w in words:
+                tb.push(1, Kind.ACTIVATION, *w)
+            await tb.clock.wait(lambda: bank.samples > samples, 5000, "a conversion")
+        elif state == "output waiting":
+            hold.held = True
+            for w in words:
+                tb.push(1, Kind.ACTIVATION, *w)
+            await tb.clock.cycles(2 * cpv)
+            assert bank.samples == samples + 8 * len(layer.tiles)
+        cocotb.log.info(f"pu: reset {state}")
+        n_got = len(got)
+        await tb.clock.reset()
+        lib.withdraw(tb.source)
+        bank.flush()
+        hold.held = False
+        await tb.clock.cycles(3)
+        assert len(got) == n_got
+        # reset values: scatter masks 0, tables unused: a vector goes nowhere
+        samples = bank.samples
+        for w in words:
+            tb.push(1, Kind.ACTIVATION, *w)
+        await tb.clock.cycles(400)      # a configured array starts converting within 100
+        assert bank.samples == samples and len(got) == n_got, \
+            "a vector was converted or answered after reset without configuration"
+    layer.sfu = None
+    await _run_layer(tb, layer, xs, config_packets=pu_config(layer, pu, 1))
+    assert len(got) > 0

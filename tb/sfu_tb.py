@@ -12,7 +12,9 @@ to which the throughput tests append one JSON line of measured figures (read by
 Parts (:class:`TB`): a :class:`~hyflexpim.tb.lib.StreamSource` of input beats (random
 gaps) and a :class:`~hyflexpim.tb.lib.StreamSink` of output beats (random
 backpressure); every output word is checked in order against the golden model
-(:mod:`hyflexpim.models.fp16.functions`).
+(:mod:`hyflexpim.models.fp16.functions`). :class:`HeldTB` (no gaps, the output held
+under a :class:`~hyflexpim.tb.lib.Hold`) runs :func:`long_stall_then_full_rate` and
+:func:`reset_in_every_state` on every kind.
 """
 
 import os
@@ -225,3 +227,159 @@ async def rows_throughput(dut):
            per_cycle_per_lane=rate, rows=rows)
     if SLOTS >= 4:      # the reduction ring keeps up with the adder (latency 4)
         assert period == B, f"{period} cycles per row, {B} beats"
+
+
+# ----------------------------------------------------------------------------- long stalls, reset
+
+def stall_inputs(rng, rows, fill=True):
+    """Inputs of the stall and reset tests: ``(x, gamma, beta)`` of ``rows`` rows of N
+    (row units) or ``rows * 8`` beats of random patterns (element-wise units, gamma and
+    beta None; with ``fill``, at least twice the pipeline depth)."""
+    if KIND in ("exp", "gelu"):
+        # a "row" of an element-wise unit: 8 beats
+        beats = max(rows * 8, 2 * DUT.latency + 16) if fill else rows * 8
+        x = np.concatenate([fp16.from_float(rng.uniform(-20, 14, beats * LANES // 2)),
+                            rng.integers(0, 1 << 16, beats * LANES // 2).astype(np.uint16)])
+        return x, None, None
+    x = fp16.from_float(rng.standard_normal((rows, N)) * rng.uniform(0.5, 8, (rows, 1)))
+    gamma = fp16.from_float(rng.uniform(0.5, 1.5, x.shape))
+    beta = fp16.from_float(rng.standard_normal(x.shape) * 0.1)
+    return x, gamma, beta
+
+
+def _fill_rows(beats_per_row):
+    """Rows (element-wise: groups of 8 beats) more than the unit holds with its output
+    held (measured: exp 58 and GELU 91 beats, softmax n 16 / 2 lanes 124 beats: the
+    three stages and two row buffers of n / lanes + latency + 6 beats each)."""
+    if KIND in ("exp", "gelu"):
+        return 16
+    return -(-140 // beats_per_row) + 6
+
+
+def beats_of(x, gamma, beta):
+    if KIND in ("exp", "gelu"):
+        return [[int(w) for w in x[k:k + LANES]] for k in range(0, len(x), LANES)]
+    return row_beats(x, gamma, beta)
+
+
+class HeldTB:
+    """Source without gaps, sink under a :class:`~hyflexpim.tb.lib.Hold` (ready unless
+    held), the words out and their cycles."""
+
+    def __init__(self, dut):
+        self.clock = lib.TbClock(dut)
+        self.hold = lib.Hold(False)
+        self.source = lib.StreamSource(dut, "i", self.clock, layout=IN)
+        self.got, self.cycles = [], []
+        self.sink = lib.StreamSink(dut, "o", self.clock, layout=OUT, backpressure=self.hold,
+                                   callback=self._take)
+
+    def _take(self, beat, cycle):
+        self.got.extend(beat)
+        self.cycles.append(cycle)
+
+    def send(self, beats):
+        for b in beats:
+            self.source.send(b)
+
+    async def wait_words(self, n, what):
+        await self.clock.wait(lambda: len(self.got) >= n, 100_000, what, events=True)
+
+    def clear(self):
+        self.got, self.cycles = [], []
+
+
+@cocotb.test()
+async def long_stall_then_full_rate(dut):
+    """Output held not ready for 12 row times (element-wise: the pipeline depth + 12 x 8
+    beats), far past what the unit's pipelines and row buffers hold, while the input keeps offering
+    beats (it must be held back), then released: every result exact and in order
+    (nothing lost, duplicated or reordered, no row buffer overwritten), and the results
+    the unit held at the release leave back to back, one beat per cycle. Twice, the
+    second release mid-row."""
+    rng = np.random.default_rng(lib.seed("long_stall_then_full_rate"))
+    beats_per_row = N // LANES if N else 8
+    rows = _fill_rows(beats_per_row)
+    x, gamma, beta = stall_inputs(rng, 2 * rows)
+    beats = beats_of(x, gamma, beta)
+    want = np.asarray(golden(x, gamma, beta), np.uint16).reshape(-1)
+    tb = HeldTB(dut)
+    await tb.clock.start()
+    stall = 12 * beats_per_row + 200 + (DUT.latency if KIND in ("exp", "gelu") else 0)
+    half = len(beats) // 2
+    for rnd, chunk in enumerate((beats[:half], beats[half:])):
+        tb.hold.held = True
+        base_words, base_beats = len(tb.got), len(tb.cycles)
+        accepted0 = tb.source.sent
+        tb.send(chunk)
+        await tb.clock.cycles(stall)
+        assert len(tb.got) == base_words, "a result left while the output was held"
+        inside = tb.source.sent - accepted0
+        assert tb.source.busy, f"the unit took all {len(chunk)} beats with its output held"
+        cocotb.log.info(f"{KIND}: round {rnd}: {inside} of {len(chunk)} beats taken during "
+                        f"a {stall}-cycle stall")
+        if rnd == 1:
+            await tb.clock.cycles(beats_per_row // 2)    # released mid-row (cycle phase)
+        tb.hold.held = False
+        await tb.wait_words(base_words + len(chunk) * LANES, "the results")
+        out = tb.cycles[base_beats:]
+        span = out[-1] - out[0] + 1
+        cocotb.log.info(f"{KIND}: round {rnd}: {len(out)} beats out in {span} cycles "
+                        "after the release")
+        if SLOTS is None or SLOTS >= 4:
+            # the unit sustains one beat per cycle (rows overlap; slots >= the adder
+            # latency) and the input keeps up: every beat after the release back to back
+            assert lib.back_to_back(out), \
+                f"round {rnd}: {len(out)} beats after the release took {span} cycles"
+    check(np.array(tb.got, np.uint16), want, f"{KIND} after two long stalls")
+
+
+async def _reset_and_withdraw(tb):
+    await tb.clock.reset()
+    lib.withdraw(tb.source)
+    tb.clear()
+    await tb.clock.cycles(2)
+
+
+@cocotb.test()
+async def reset_in_every_state(dut):
+    """Reset while idle, mid-pipeline (the inputs in, no result out yet), mid-row (half
+    a row in), with results waiting for a held output, and with the input held back
+    behind a full unit; after each, two rows (element-wise: 16 beats) sent afresh come
+    out exact (a reset row assembly starts at element 0, no stale partial, nothing of
+    the traffic before the reset comes out)."""
+    rng = np.random.default_rng(lib.seed("reset_in_every_state"))
+    beats_per_row = N // LANES if N else 8
+    tb = HeldTB(dut)
+    await tb.clock.start()
+    for state in ("idle", "mid-pipeline", "mid-row", "output waiting", "input stalled"):
+        x, gamma, beta = stall_inputs(rng, _fill_rows(beats_per_row))
+        beats = beats_of(x, gamma, beta)
+        if state == "mid-pipeline":
+            tb.send(beats[:beats_per_row])
+            await tb.clock.wait(lambda: not tb.source.busy, 1000, "the beats", events=True)
+            await tb.clock.cycles(2)
+            assert not tb.got
+        elif state == "mid-row":
+            tb.send(beats[:beats_per_row + beats_per_row // 2 + 1])
+            await tb.clock.wait(lambda: not tb.source.busy, 1000, "the beats", events=True)
+        elif state == "output waiting":
+            tb.hold.held = True
+            tb.send(beats[:2 * beats_per_row])
+            await tb.clock.cycles(8 * beats_per_row + 200)
+            assert not tb.got and not tb.source.busy
+        elif state == "input stalled":
+            tb.hold.held = True
+            tb.send(beats)
+            await tb.clock.cycles(12 * beats_per_row + 200 + getattr(DUT, "latency", 0))
+            assert tb.source.busy and not tb.got
+        cocotb.log.info(f"{KIND}: reset {state}")
+        await _reset_and_withdraw(tb)
+        tb.hold.held = False
+        x, gamma, beta = stall_inputs(rng, 2, fill=False)
+        clean = beats_of(x, gamma, beta)
+        tb.send(clean)
+        await tb.wait_words(len(clean) * LANES, "the results after the reset")
+        await tb.clock.cycles(3 * beats_per_row + 150)      # nothing more may come out
+        check(np.array(tb.got, np.uint16), golden(x, gamma, beta), f"{KIND} after reset {state}")
+        tb.clear()

@@ -38,3 +38,11 @@ def test_chip_split_layer():
     passed, _ = _run(SMALL, dict(m=64, n=12, n_slc=4, vectors=2),
                      testcase=["split_layer_noise_off", "split_layer_noise_on"])
     assert passed == 2
+
+
+@pytest.mark.slow
+def test_chip_narrower_layers_after_wider_ones():
+    """32 x 12 -> 12 x 12 on two PUs, then 16 x 6 -> 6 x 4 on other arrays of the same
+    PUs in the other cell modes: no stale TABLE, MASK, PARTS or OUTPUTS entry."""
+    passed, _ = _run(SMALL, {}, testcase=["narrower_layers_after_wider_ones"])
+    assert passed == 1

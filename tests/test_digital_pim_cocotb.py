@@ -14,6 +14,8 @@ SMALL = dict(arrays=2, rows=32, cols=32, head_dim=4, max_seq=16, heads=1, lanes=
 TWO_HEADS = dict(arrays=4, rows=20, cols=64, head_dim=8, max_seq=12, heads=2, lanes=2)
 ONE_ARRAY = dict(arrays=1, rows=20, cols=16, head_dim=3, max_seq=5, heads=1, lanes=1)
 WIDE = dict(arrays=2, rows=12, cols=256, head_dim=3, max_seq=9, heads=1, lanes=8)
+#: the largest lanes the generator allows (1..64): a whole q in one beat
+MAX_LANES = dict(SMALL, lanes=64)
 PUBLISHED_COLS = dict(arrays=4, rows=12, cols=1024, head_dim=64, max_seq=12, heads=1, lanes=16)
 
 
@@ -29,7 +31,7 @@ def _run(params, testcase=None, quick=False, report=None, seed=None):
 
 def test_small_all_cases():
     passed, _ = _run(SMALL)
-    assert passed == 6
+    assert passed == 8
 
 
 @pytest.mark.parametrize("params", [TWO_HEADS, ONE_ARRAY, WIDE], ids=["two_heads", "one_array", "wide"])
@@ -65,4 +67,14 @@ def test_rtl_command_cycles_equal_model_cycles(tmp_path):
 @pytest.mark.slow
 def test_published_columns_all_cases():
     passed, _ = _run(PUBLISHED_COLS, quick=True)
-    assert passed == 6
+    assert passed == 8
+
+
+@pytest.mark.slow
+def test_max_lanes_boundaries_and_reset():
+    """lanes = 64 (the generator's bound): n_keys and APPEND boundaries, reset in every
+    state, random products; every beat exact."""
+    passed, _ = _run(MAX_LANES, quick=True, testcase=["random_products_gaps_and_backpressure",
+                                                      "boundaries_of_n_keys_and_max_seq",
+                                                      "reset_in_every_state"])
+    assert passed == 3

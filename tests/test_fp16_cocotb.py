@@ -38,3 +38,19 @@ def test_cocotb_lanes():
 @pytest.mark.parametrize("op", OPS)
 def test_cocotb_full(op):
     _cocotb(op, full=True)
+
+
+@pytest.mark.parametrize("op, params", [
+    ("add", {}),
+    pytest.param("div", {"steps_per_stage": 1}, marks=pytest.mark.slow),
+    pytest.param("to_int8", {"lanes": 3}, marks=pytest.mark.slow)],
+    ids=["add", "div_steps_1", "to_int8_3_lanes"])
+def test_cocotb_long_stall_and_reset(op, params):
+    """Output held for 10 x the pipeline depth, then released (one result per cycle
+    after); reset while idle, mid-pipeline, with output waiting and input stalled."""
+    print(f"fp16 {op}: HYFLEXPIM_SEED={SEED} params={params}")
+    passed, _ = run_block(f"fp16_{op}", test_module="hyflexpim.tb.fp16_tb", params=params,
+                          extra_env={"HYFLEXPIM_SEED": SEED},
+                          testcase=["long_stall_then_full_rate", "reset_in_every_state"])
+    assert passed == 2
+

@@ -32,12 +32,29 @@ def _run(pu_params, layer, testcase=None, seed=None, report=None):
                      tb_params=layer, extra_env=env, testcase=testcase)
 
 
+#: Reconfiguration and long stalls on the same build (their layers are their own).
+PU_STALL_TESTS = ["narrower_layer_after_a_wider_one", "long_stall_then_full_rate"]
+
+
 def test_pu_layer_small_noise_off_and_on():
     """32 inputs x 12 outputs (4 SLC + 8 MLC) on 16 x 32 arrays: 4 arrays, 2 row chunks;
     INT32 results (noise off / on), then through the digital module to INT8 (GELU on with
-    noise off / on, GELU off)."""
-    passed, _ = _run(SMALL, dict(m=32, n=12, n_slc=4, vectors=2), testcase=LAYER_TESTS)
-    assert passed == 5
+    noise off / on, GELU off). On the same build: a 16 x 6 layer after the 32 x 12 one
+    on other arrays in the other cell modes (no stale TABLE, MASK, PARTS entry), a third
+    layer's arrays and mask rewritten while the second's results are in flight; the
+    output held for 3 vector times, then one word per cycle."""
+    passed, _ = _run(SMALL, dict(m=32, n=12, n_slc=4, vectors=2),
+                     testcase=LAYER_TESTS + PU_STALL_TESTS)
+    assert passed == len(LAYER_TESTS) + len(PU_STALL_TESTS)
+
+
+@pytest.mark.slow
+def test_pu_reset_in_every_state():
+    """The small PU reset configured and idle, mid-input, converting and with results
+    waiting behind a held output: masks back to 0 (nothing converted or sent), then the
+    layer reconfigured exact (INT32 and SFU path)."""
+    passed, _ = _run(SMALL, {}, testcase=["reset_in_every_state"])
+    assert passed == 1
 
 
 @pytest.mark.slow
