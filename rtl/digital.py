@@ -956,16 +956,12 @@ class DigitalModule(wiring.Component):
         kind = pkt.header.kind
         mode = Signal(init=DIG_REGISTERS.reset(DigReg.MODE))
         so = stream.Signature(self._layout).create()         # the SFU path's output
-        # an item's requantisation scale travels with it (a SCALE_OUT write takes effect
-        # for the results that enter after it, like the other registers)
-        item = data.StructLayout({"idx": unsigned(ib), "parity": 1, "gelu": 1, "s2": 16})
-        item_x = data.StructLayout({"idx": unsigned(ib), "parity": 1, "gelu": 1, "s2": 16,
-                                    "x": 16})
-        item3 = data.StructLayout({"idx": unsigned(ib), "parity": 1})
+        item = data.StructLayout({"idx": unsigned(ib), "parity": 1, "gelu": 1})
+        item_x = data.StructLayout({"idx": unsigned(ib), "parity": 1, "gelu": 1, "x": 16})
         t1 = _Tracked(m, "dequant", Fp16FromInt32(), item, 8)
         gelu = GeluUnit(lanes=1, degree=self._degree)
         t2 = _Tracked(m, "gelu", gelu, item_x, gelu.latency + 4)
-        t3 = _Tracked(m, "requant", Fp16ToInt8(), item3, 8)
+        t3 = _Tracked(m, "requant", Fp16ToInt8(), item, 8)
         is_result = kind == Kind.RESULT
         m.d.comb += [
             t1.valid.eq(self.i.valid & is_result & ~mode),
@@ -974,7 +970,6 @@ class DigitalModule(wiring.Component):
             t1.side.idx.eq(pkt.header.tag[:ib]),
             t1.side.parity.eq(pkt.header.tag[ib]),
             t1.side.gelu.eq(gelu_on),
-            t1.side.s2.eq(scale_out),
             self.i.ready.eq(Mux(is_result & ~mode, t1.ready, 1)),
         ]
         cfg = data.View(DIG_REGISTERS.layout, pkt.data[:CONFIG_WORD.size])
@@ -1008,9 +1003,8 @@ class DigitalModule(wiring.Component):
         m.d.comb += [
             t3.valid.eq(t2.out_valid), t2.out_ready.eq(t3.ready),
             t3.unit.i.payload[0].x.eq(y),
-            t3.unit.i.payload[0].scale.eq(t2.out_side.s2),
-            t3.side.idx.eq(t2.out_side.idx),
-            t3.side.parity.eq(t2.out_side.parity),
+            t3.unit.i.payload[0].scale.eq(scale_out),
+            t3.side.eq(t2.out_side.as_value()[:Shape.cast(item).width]),
         ]
 
         # --- vector buffers: one word memory, two vectors (parity), byte writes ----------

@@ -343,20 +343,24 @@ async def reset_in_every_state(dut):
 
 @cocotb.test()
 async def scales_written_with_items_in_flight(dut):
-    """SCALE_IN and SCALE_OUT written between the RESULT packets of a vector: the
-    register map says a write takes effect for the results that enter after it, so an
-    item still in the pipeline keeps the scales it entered with."""
+    """SCALE_IN written between the RESULT packets of a vector: a write takes effect for
+    the results that enter after it, so an item still in the pipeline keeps the scale it
+    entered with. SCALE_OUT is read as the words leave the requantiser (like OUTPUTS,
+    WORDS and DEST, docs/registers.md): it is written between vectors, once the previous
+    vector's words have left, to a different value each time."""
     tb = TB(dut, "scales_written_with_items_in_flight")
     await tb.start()
     n = 16
     accs = layer_results(tb.rng, 4, n, None, tb.seed)
     s1, s2 = tb.scales_for(accs)
     tb.configure(s1, s2, 1, n)
-    choices = [(s1, s2), (s1, h(15.0)), (h(float(fp16.to_float(np.uint16(s1))) * 0.5), s2)]
+    f1 = float(fp16.to_float(np.uint16(s1)))
+    s_ins = [s1, h(f1 * 0.5), h(f1 * 2)]
+    s_outs = [s2, h(15.0)]
 
     def write(k):
-        a, b = choices[k % len(choices)]
-        tb.config(DigReg.SCALE_IN, a)
-        tb.config(DigReg.SCALE_OUT, b)
-    await tb.run_vectors(accs, between=write)
+        tb.config(DigReg.SCALE_IN, s_ins[k % len(s_ins)])
+    for v, acc in enumerate(accs):
+        tb.config(DigReg.SCALE_OUT, s_outs[v % len(s_outs)])
+        await tb.run_vectors([acc], between=write)
     tb.done(4 * -(-n // B))
