@@ -79,6 +79,7 @@ RUNS = {
 INSIDE = {
     "psum_agg": ("pu", "aggregator"),
     "digital_module": ("pu", "digital_0"),
+    "analog_module": ("pu", "module_0"),
 }
 
 
