@@ -361,7 +361,11 @@ class AggReg(enum.Enum, shape=8):
 
 AGG_REGISTERS = RegisterMap("Partial-sum aggregator", AggReg, {
     AggReg.PARTS: Register("`init_parts` (1)", "partial sums per output, 1..`max_parts` "
-                           "(0 reads as 1): the number of row chunks of the layer"),
+                           "(0 reads as 1): the number of row chunks of the layer. The RTL does not "
+                           "check the range: it keeps the low `ceil(log2(max_parts + 1))` bits "
+                           "of the word (with `max_parts` 4, 8 is stored as 0 and reads as 1; "
+                           "5..7 are kept), so the IO side writes only 1..`max_parts` "
+                           "(`tb/psum_agg_tb.py::boundaries_tags_parts_dest`)"),
     AggReg.DEST: Register("`init_dest` (0)", "bus port the RESULT packets go to"),
 }, doc="A CONFIG packet to the aggregator's bus port writes one register.")
 AGG_REG_PARTS = AggReg.PARTS.value     # the register numbers, for packet-level code

@@ -27,8 +27,9 @@ Pipeline: three in-order stream units, :class:`~hyflexpim.rtl.fp16.Fp16FromInt32
 result per cycle; the output index, parity and GELU choice of each item travel in a FIFO
 beside each unit (pushed when the item enters, popped when it leaves), so they stay with
 their item under any backpressure. With GELU off the item still passes the GELU unit
-(same order, same latency) and its input is used. Registers take effect for items that
-enter after the write: configure between layers.
+(same order, same latency) and its input is used. SCALE_IN and GELU take effect for
+items that enter after the write, SCALE_OUT, OUTPUTS, WORDS and DEST as words leave:
+configure between vectors (docs/registers.md).
 
 Rule (as for the PU): results of vector ``v + 2`` may arrive only after every word of
 vector ``v`` has left (two vectors in flight, told apart by ``parity``).
@@ -108,10 +109,15 @@ DIG_REGISTERS = RegisterMap("Digital module (SFU path)", DigReg, {
     DigReg.MASK: Register(0, "bits `16 i .. 16 i + 15` of the engine's scatter mask of row "
                           "chunk `c` = the CONFIG tag (bit `t`: a SEND of chunk `c` goes to "
                           "array `t` of the PU)", count="`ceil(arrays / 16)`"),
-}, doc="A CONFIG packet to the module's bus port writes one register; registers take "
-       "effect for results that enter after the write (configure between layers). "
-       "MODE .. MASK exist with the layer engine only (`engine`, "
-       "docs/layer.md).")
+}, doc="A CONFIG packet to the module's bus port writes one register. SCALE_IN and GELU "
+       "take effect for the results that enter after the write (an item in the pipeline "
+       "keeps the values it entered with); SCALE_OUT, OUTPUTS, WORDS and DEST are read as "
+       "the words leave, so write them between vectors, once the previous vector's words "
+       "have left (carrying SCALE_OUT with every item through the GELU pipeline would cost "
+       "16 bits per pipeline entry: +12.6 % of the small digital module's area, measured). "
+       "Configure between layers (`tb/digital_module_tb.py::scales_written_with_items_in_"
+       "flight`, `tb/digital_module_tb.py::gelu_switched_with_items_in_flight`). MODE .. "
+       "MASK exist with the layer engine only (`engine`, docs/layer.md).")
 # the register numbers, for packet-level code
 DIG_REG_SCALE_IN, DIG_REG_SCALE_OUT, DIG_REG_GELU, DIG_REG_DEST, DIG_REG_OUTPUTS, \
     DIG_REG_WORDS = (DigReg(r).value for r in range(6))

@@ -81,7 +81,14 @@ ARRAY_REGISTERS = RegisterMap("Analog module (one array)", ArrayReg, {
                              count="`cols // 4`"),
     ArrayReg.MODE: Register(0, "cell mode of the array: 0 SLC, 1 MLC (`rtl.analog.Mode`)"),
 }, doc="A CONFIG packet to the module's bus port writes one register of array `a` = the "
-       "packet's tag.")
+       "packet's tag. The mode is taken when a vector enters the array and the table is "
+       "read when its partial sums leave, so configure an array between its vectors: a "
+       "write to an array that holds a vector is not refused and changes that vector's "
+       "results. Idle arrays and the bridge's chunk masks may be rewritten right behind the "
+       "previous layer's last input words while other arrays' results are in flight "
+       "(`tb/pu_tb.py::narrower_layer_after_a_wider_one`). In SLC only the first "
+       "`cols // 8` table entries send partial sums; rewrite every entry between layers "
+       "(docs/bus.md).")
 
 
 class BridgeReg(enum.Enum, shape=8):

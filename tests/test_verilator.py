@@ -64,4 +64,4 @@ def test_digital_pim_small():
                                       heads=1, lanes=4),
                           tb_params={"quick": True}, simulator="verilator", quiet=True,
                           extra_env={"HYFLEXPIM_SEED": 1})
-    assert passed == 6
+    assert passed == 8
