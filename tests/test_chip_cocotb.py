@@ -46,3 +46,28 @@ def test_chip_narrower_layers_after_wider_ones():
     PUs in the other cell modes: no stale TABLE, MASK, PARTS or OUTPUTS entry."""
     passed, _ = _run(SMALL, {}, testcase=["narrower_layers_after_wider_ones"])
     assert passed == 1
+
+
+@pytest.mark.slow
+def test_chip_long_stall_then_full_rate():
+    """The IO output held 5 vector times with two vectors in flight (INT8, then INT32
+    out after reconfiguring PU 1), released: every word exact, then back to back."""
+    passed, _ = _run(SMALL, {}, testcase=["long_stall_then_full_rate"])
+    assert passed == 1
+
+
+@pytest.mark.slow
+def test_chip_reset_in_every_state():
+    """Reset idle, mid-input, PU 0 converting, PU 1 converting, output waiting; after
+    each the masks are 0 and a reconfigured two-layer run is exact."""
+    passed, _ = _run(SMALL, {}, testcase=["reset_in_every_state"])
+    assert passed == 1
+
+
+@pytest.mark.slow
+def test_chip_three_pus():
+    """A chip of three PUs: three layers on PUs 0 -> 1 -> 2 -> IO (INT8), and one layer
+    split over the three (PARTIAL_SUM from PUs 0 and 1 into PU 2's aggregator)."""
+    passed, _ = _run(dict(SMALL, n_pus=3), {},
+                     testcase=["three_layers_three_pus", "split_layer_three_pus"])
+    assert passed == 2
