@@ -248,16 +248,10 @@ def run_points(a, parts, store):
         pmode = a.paper_prep or ("hardware" if a.task == "minilm" else "paper")
         pprep = prep if pmode == "hardware" else acc.prepare(
             task, "paper", ft_epochs=a.epochs, quiet=True, score_batches=a.score_batches)
-        if pmode == "paper":
-            for kind, pol in (("factored", "gradient"), ("base", "magnitude")):
-                mp = acc.mapping_for(pprep, pol, 0)
-                point(f"ref|paper-int8-{kind}", lambda: acc.evaluate_mapping(
-                    pprep, mp, noise=False, backend="paper"), part="ref")
-        else:
-            for kind, pol in (("factored", "gradient"), ("base", "magnitude")):
-                mp = acc.mapping_for(pprep, pol, 0)
-                point(f"ref|paper-int8-{kind}", lambda: acc.evaluate_mapping(
-                    pprep, mp, noise=False, backend="paper"), part="ref")
+        for kind, pol in (("factored", "gradient"), ("base", "magnitude")):
+            mp = acc.mapping_for(pprep, pol, 0)
+            point(f"ref|paper-int8-{kind}", lambda: acc.evaluate_mapping(
+                pprep, mp, noise=False, backend="paper"), part="ref")
         for std_txt in [x for x in a.paper_stds.split(",") if x]:
             std = paper_std_for_ber(DEFAULT_MLC_BER) if std_txt == "matched" else float(std_txt)
             for pol in [p for p in a.paper_policies.split(",") if p]:

@@ -1,5 +1,7 @@
 """cocotb testbench of the analog array top (``AnalogArray``): long stalls, reconfiguration
-to a tile with fewer neurons, and reset in every state of the array's control.
+to a tile with fewer neurons, reset in every state of the array's control, and
+(``geometry_boundary``, run on the boundary geometries only) random and extreme vectors
+at the largest and smallest geometries.
 
 The parts (:class:`~hyflexpim.tb.analog_tb.TB`: input source, result sink, crossbar bank,
 scoreboard; :class:`~hyflexpim.tb.analog_tb.Tile`, the golden model
@@ -11,7 +13,7 @@ flag, the ADC's busy flag) to check that each reset hits the state it is meant f
 ``tb/analog_tb.py`` stays a testbench of the top's ports (Verilator builds of it keep
 only the top visible).
 
-Parameters: ``HYFLEXPIM_SEED``.
+Parameters: ``HYFLEXPIM_SEED``; ``HYFLEXPIM_PARAMS`` ``vectors`` (``geometry_boundary``).
 """
 
 import numpy as np
@@ -20,7 +22,7 @@ import cocotb
 
 from hyflexpim.models.encoding import INPUT_BITS, neurons_per_array
 from hyflexpim.tb import lib
-from hyflexpim.tb.analog_tb import (BER, COLS, DUT, MLC_BITS, ROWS, SLC_BITS, TB, Tile,
+from hyflexpim.tb.analog_tb import (BER, COLS, DUT, MLC_BITS, RESULT, ROWS, SLC_BITS, TB, Tile,
                                     cycles_per_vector, random_tile)
 
 
@@ -189,3 +191,35 @@ async def reset_in_every_state(dut):
     assert int(dut.o__valid.value) and not int(dut.i__ready.value) and tb.source.busy
     await tb.reset()
     await after("while stalled")
+
+
+@cocotb.test()
+async def geometry_boundary(dut):
+    """The array at a geometry boundary (run on the largest rows with the 16-bit ADC, the
+    largest cols, both at once, and every minimum: 1 row, 8 cols, 1-bit ADC; each with
+    the result width at its minimum): in SLC and MLC, a
+    random tile noise off and one noise on, ``HYFLEXPIM_PARAMS`` ``vectors`` (default 2)
+    random vectors each, then the all-max input on an all-max tile and the all-min input
+    on an all-min tile (the widest results), every result word compared with
+    ``program_matrix``; the vectors back to back."""
+    seed = lib.seed("geometry_boundary")
+    vectors = lib.params().get("vectors", 2)
+    tb = TB(dut, seed)
+    await tb.start()
+    dut._log.info(f"geometry {ROWS} x {COLS}, ADC {SLC_BITS}/{MLC_BITS} bits, "
+                  f"result width {RESULT['y'].shape.elem_shape.width}")
+    n = 0
+    for mode in ("slc", "mlc"):
+        k = neurons_per_array(mode, COLS)
+        for ber in (None, BER):
+            tile = random_tile(tb.rng, mode, ber, seed + n)
+            for _ in range(vectors):
+                tb.send(tb.rng.integers(-128, 128, ROWS), tile, f"{mode} ber={ber} #{n}")
+                n += 1
+        for v, w in ((127, 127), (-128, -128), (127, -128)):
+            tile = Tile(np.full((ROWS, k), w), mode, None, seed)
+            tb.send(np.full(ROWS, v), tile, f"{mode} x={v} w={w} #{n}")
+            n += 1
+    await tb.drain(n * cycles_per_vector("mlc") + 500)
+    assert tb.board.checked == n
+    dut._log.info(f"{n} vectors exact")
