@@ -314,14 +314,16 @@ class ShiftAdd(wiring.Component):
     Parameters: ``rows``, ``cols`` (a multiple of 8), ``slc_bits``, ``mlc_bits`` (the
     code ranges, which bound the accumulator), ``result_width`` (at least the width of
     :meth:`ArrayParams.min_result_width`, at most 64), ``variant`` (which unit is built:
-    ``"slc_mlc"``, the reconfigurable one, or ``"slc_only"``, an SLC-only unit without
-    the MLC datapath, the baseline for area).
+    ``"slc_mlc"``, the reconfigurable one; ``"slc_only"``, an SLC-only unit without
+    the MLC datapath, or ``"mlc_only"``, an MLC-only one without the SLC datapath: the
+    dedicated baselines for area, which read every code in their own mode whatever its
+    ``mode`` field says).
     Ports: ``i`` codes in column order, plane by plane; ``o`` result vectors of
     ``cols // 4`` neurons (``cols // 8`` for ``"slc_only"``); in SLC mode neurons
-    ``cols // 8`` and up are 0.
+    ``cols // 8`` and up of the reconfigurable unit are 0.
     """
 
-    VARIANTS = ("slc_mlc", "slc_only")
+    VARIANTS = ("slc_mlc", "slc_only", "mlc_only")
 
     def __init__(self, rows=64, cols=128, slc_bits=6, mlc_bits=7, result_width=32,
                  variant="slc_mlc"):
@@ -362,7 +364,8 @@ class ShiftAdd(wiring.Component):
         p, rw, n = self._params, self._result_width, self._neurons
         mlc = self._variant == "slc_mlc"
         c = self.i.p
-        is_mlc = (c.mode == Mode.MLC) if mlc else Const(0)
+        is_mlc = {"slc_mlc": c.mode == Mode.MLC, "slc_only": Const(0),
+                  "mlc_only": Const(1)}[self._variant]
         top = INPUT_BITS - 1
 
         # --- stage 0, the transfer: slice position, the neuron's running plane sum, and

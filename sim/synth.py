@@ -828,6 +828,24 @@ OVERHEAD_PAIRS = [
 PERIPHERY = ("wl_driver", "sar_adc", "shift_add")
 
 
+def dedicated_peripheries(cols):
+    """(label, {block: overrides}) of the dedicated peripheries the reconfigurable one
+    is set against as the published claim reads (an array that could only be MLC, or
+    only SLC): a 7-bit MLC-only periphery of the same columns and neurons, and a 6-bit
+    SLC-only periphery holding as many neurons (``cols // 4``), so twice the columns.
+    ``cols``: the reconfigurable array's columns. The WL driver does not depend on the
+    columns, so each periphery has one like the reconfigurable one's."""
+    return [
+        ("array periphery vs dedicated 7-bit MLC-only periphery (same columns, same neurons)",
+         {"wl_driver": {}, "sar_adc": {"slc_bits": 7, "mlc_bits": 7},
+          "shift_add": {"variant": "mlc_only"}}),
+        (f"array periphery vs dedicated 6-bit SLC-only periphery of as many neurons "
+         f"({2 * cols} columns)",
+         {"wl_driver": {}, "sar_adc": {"cols": 2 * cols, "slc_bits": 6, "mlc_bits": 6},
+          "shift_add": {"cols": 2 * cols, "variant": "slc_only"}}),
+    ]
+
+
 def _pct(a, b):
     return round(100.0 * (a - b) / b, 2) if b else None
 
@@ -841,27 +859,40 @@ def overhead(*, small=False, outdir=DEFAULT_OUTDIR, liberty=None, jobs=1, progre
     if missing:
         raise ValueError(f"overhead needs blocks {', '.join(missing)}, which are not registered")
     common = _common(small, outdir, liberty, False, cache)
-    todo = [(name, {"name": name, **common}) for name in PERIPHERY]
-    todo += [(f"{name} {over}", {"name": name, "overrides": over, **common})
-             for _, name, over in OVERHEAD_PAIRS]
-    got = run_parallel(todo, jobs=jobs, progress=progress, desc="synth --overhead",
-                       scheduler=scheduler)
-    rows = []
-    recon = dict(zip(PERIPHERY, got))
-    base = dict(recon)
-    for (label, name, _), b in zip(OVERHEAD_PAIRS, got[len(PERIPHERY):]):
-        base[name] = b
-        rows.append(_overhead_row(label, recon[name], b))
+    dedicated = dedicated_peripheries(blocks["shift_add"].resolve(small)["cols"])
+    runs = [(name, {}) for name in PERIPHERY]
+    runs += [(name, over) for _, name, over in OVERHEAD_PAIRS]
+    runs += [(name, over) for _, parts in dedicated for name, over in parts.items()]
+    keys = list(dict.fromkeys(f"{name} {over}" if over else name for name, over in runs))
+    spec = {(f"{name} {over}" if over else name): (name, over) for name, over in runs}
+    todo = [(key, {"name": spec[key][0], "overrides": spec[key][1], **common}) for key in keys]
+    got = dict(zip(keys, run_parallel(todo, jobs=jobs, progress=progress,
+                                      desc="synth --overhead", scheduler=scheduler)))
+    of = lambda name, over: got[f"{name} {over}" if over else name]
+    recon = {name: got[name] for name in PERIPHERY}
+    rows, base = [], dict(recon)
+    for label, name, over in OVERHEAD_PAIRS:
+        base[name] = of(name, over)
+        rows.append(_overhead_row(label, recon[name], base[name]))
+    rows.append(_periphery_row(
+        "array periphery (WL driver + SAR controller + S&A) vs fixed SLC-only, 6-bit",
+        recon, base))
+    for label, parts in dedicated:
+        rows.append(_periphery_row(label, recon,
+                                   {name: of(name, over) for name, over in parts.items()}))
+    return rows
+
+
+def _periphery_row(label, recon, base):
     tot = lambda d, key: sum((getattr(r, key) or 0) for r in d.values())
-    rows.append({
-        "label": "array periphery (WL driver + SAR controller + S&A) vs fixed SLC-only, 6-bit",
+    return {
+        "label": label,
         "cells": tot(recon, "cells"), "base_cells": tot(base, "cells"),
         "cells_pct": _pct(tot(recon, "cells"), tot(base, "cells")),
         "area_um2": tot(recon, "area_um2"), "base_area_um2": tot(base, "area_um2"),
         "area_pct": _pct(tot(recon, "area_um2"), tot(base, "area_um2")),
         "flip_flops": tot(recon, "flip_flops"), "base_flip_flops": tot(base, "flip_flops"),
-    })
-    return rows
+    }
 
 
 def _overhead_row(label, r, b):

@@ -94,14 +94,16 @@ def test_sar_controller_steps_trials_and_codes(slc_bits, mlc_bits):
             pos += bits
 
 
-@pytest.mark.parametrize("variant", ["slc_mlc", "slc_only"])
+@pytest.mark.parametrize("variant", ["slc_mlc", "slc_only", "mlc_only"])
 def test_shift_add_against_encoding_formula(variant):
     rows, cols = 16, 32
     dut = ShiftAdd(rows=rows, cols=cols, slc_bits=6, mlc_bits=7, result_width=32, variant=variant)
     rng = np.random.default_rng(SEED + 1)
     print(f"seed {SEED + 1}")
     vecs = []
-    for mode in (("slc", "mlc", "slc") if variant == "slc_mlc" else ("slc", "slc")):
+    modes = {"slc_mlc": ("slc", "mlc", "slc"), "slc_only": ("slc", "slc"),
+             "mlc_only": ("mlc", "mlc")}[variant]
+    for mode in modes:
         mc = 63 if mode == "slc" else 127
         codes = rng.integers(0, mc + 1, (8, cols))
         codes[7, :4] = mc
@@ -205,7 +207,7 @@ def test_wordline_driver_elaborates_at_1024_rows():
     (WordlineDriver, dict(read_cycles="4"), "read_cycles must be an integer in 1..1024, not '4'"),
     (SarAdcController, dict(slc_bits=0), "slc_bits must be an integer in 1..7, not 0"),
     (SarAdcController, dict(cols=0), "cols must be an integer in 1..1024, not 0"),
-    (ShiftAdd, dict(variant="mlc"), "variant must be one of 'slc_mlc', 'slc_only', not 'mlc'"),
+    (ShiftAdd, dict(variant="mlc"), "variant must be one of 'slc_mlc', 'slc_only', 'mlc_only', not 'mlc'"),
     (ShiftAdd, dict(result_width=65), "result_width must be an integer in 23..64, not 65"),
 ])
 def test_bad_generator_parameters(cls, kw, msg):

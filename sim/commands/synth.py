@@ -28,7 +28,8 @@ def add_arguments(p):
     p.add_argument("--small", action="store_true",
                    help="use each block's small configuration (the test configuration)")
     p.add_argument("--overhead", action="store_true",
-                   help="reconfigurability overhead: 6/7-bit vs 6-bit SAR, SLC/MLC vs SLC S&A")
+                   help="reconfigurability overhead: 6/7-bit vs 6-bit SAR, SLC/MLC vs SLC S&A, the "
+                        "periphery vs dedicated MLC-only and SLC-only ones")
     p.add_argument("--sweep", choices=sorted(S.SWEEPS), metavar="PARAM",
                    help=f"parameter sweep: one of {', '.join(sorted(S.SWEEPS))}")
     p.add_argument("--values", help="comma-separated values for --sweep")
@@ -159,9 +160,9 @@ def run(args):
         rows = S.overhead(small=args.small, outdir=outdir, liberty=liberty, **opts)
         for r in rows:
             area = (f"area {r['area_um2']:,.0f} vs {r['base_area_um2']:,.0f} um^2 "
-                    f"(+{r['area_pct']:.1f}%)") if r["area_pct"] is not None else ""
+                    f"({r['area_pct']:+.1f}%)") if r["area_pct"] is not None else ""
             print(f"{r['label']}: cells {r['cells']} vs {r['base_cells']} "
-                  f"(+{r['cells_pct']:.1f}%) {area}")
+                  f"({r['cells_pct']:+.1f}%) {area}")
         stem = "overhead_small" if args.small else "overhead"
         import json
         outdir.mkdir(parents=True, exist_ok=True)
